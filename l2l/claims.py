@@ -1,0 +1,73 @@
+"""Judging the paper's claims from a run's own numbers.
+
+The test problems are shared by every optimizer, so the LSTM is compared with each baseline *paired*:
+per test problem, baseline loss − LSTM loss, with a 95% confidence interval on its mean. A claim that the
+LSTM beats a baseline holds when the mean difference is positive; it is called significant when the whole
+interval is above zero.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+METRICS = {
+    "final": lambda c: c[:, -1],  # loss at the last step
+    "summed": lambda c: c[:, 1:].sum(1),  # Σ_t f(θ_t): the meta-loss, area under the curve
+}
+
+
+def paired(curves: dict, learned: str, baseline: str, metric: str) -> dict:
+    """Mean of metric(baseline) − metric(learned) over shared test problems, with its 95% CI."""
+    a, b = METRICS[metric](curves[learned].double()), METRICS[metric](curves[baseline].double())
+    if a.shape != b.shape:
+        raise ValueError(f"{learned} and {baseline} were not evaluated on the same problems")
+    diff = b - a
+    n = diff.numel()
+    half = 1.96 * diff.std().item() / math.sqrt(n) if n > 1 else math.inf
+    mean = diff.mean().item()
+    return {"baseline": baseline, "metric": metric, "learned": a.mean().item(), "other": b.mean().item(),
+            "advantage": mean, "ci_low": mean - half, "ci_high": mean + half,
+            "better": mean > 0, "significant": mean - half > 0 or mean + half < 0}
+
+
+def beats_all(curves: dict, learned: str = "LSTM", metric: str = "final", baselines=None) -> dict:
+    """Does `learned` beat every baseline on `metric`? Returns the verdict with one paired row per baseline."""
+    baselines = baselines or [n for n in curves if n != learned]
+    rows = [paired(curves, learned, b, metric) for b in baselines]
+    worst = min(rows, key=lambda r: r["advantage"])
+    return {"holds": all(r["better"] for r in rows), "significant": all(r["better"] and r["significant"] for r in rows),
+            "rows": rows, "closest": worst["baseline"]}
+
+
+def verdict_text(claim: str, result: dict) -> str:
+    """One line for a claims table, built from the run's numbers."""
+    if result["holds"]:
+        how = "reproduced" + ("" if result["significant"] else " (not significant at 95% against every baseline)")
+    else:
+        losers = [r["baseline"] for r in result["rows"] if not r["better"]]
+        how = f"not reproduced: {', '.join(losers)} did as well or better"
+    return f"{claim}: {how}"
+
+
+def claims_table(entries: list[tuple[str, dict]]):
+    """Rows (claim, verdict, closest rival, LSTM, rival, advantage and CI) for display as a table."""
+    rows = []
+    for claim, result in entries:
+        close = next(r for r in result["rows"] if r["baseline"] == result["closest"])
+        rows.append({"claim": claim, "reproduced": "yes" if result["holds"] else "no",
+                     "significant": "yes" if result["significant"] else "no",
+                     "closest rival": result["closest"], "LSTM": f"{close['learned']:.4g}",
+                     "rival": f"{close['other']:.4g}",
+                     "advantage [95% CI]": f"{close['advantage']:.3g} [{close['ci_low']:.3g}, {close['ci_high']:.3g}]"})
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """A list of same-keyed dicts as a Markdown table (for IPython.display.Markdown and the book)."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)

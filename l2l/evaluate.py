@@ -1,0 +1,63 @@
+"""Roll any optimizer (learned or baseline) over fresh problems and summarise the loss curves.
+
+Used in: every chapter (figures 4–9 plot `mean_and_band` of these curves).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .unroll import start, unroll
+
+
+def rollout(optimizer, problem, steps: int) -> Tensor:
+    """Loss curve of one problem: [n_instances, steps + 1], f(θ_0) … f(θ_steps), no graph kept."""
+    traj = start(optimizer, problem)
+    losses, _ = unroll(optimizer, problem, traj, steps, track_graph=False)
+    return torch.stack([traj.loss] + losses, dim=1).cpu()
+
+
+def evaluate(optimizer, family, steps: int, n_problems: int, seed: int, progress: bool = True) -> Tensor:
+    """Loss curves over `n_problems` problems drawn from `family` with `seed`.
+
+    Returns [n_curves, steps + 1]; a problem holding several instances contributes one curve each.
+    The same seed gives every optimizer the same problems (and the same minibatches).
+    """
+    if n_problems < 1 or steps < 0:
+        raise ValueError(f"evaluate needs n_problems >= 1 and steps >= 0, got {n_problems}, {steps}")
+    generator = torch.Generator().manual_seed(seed)
+    curves = [rollout(optimizer, family.sample(generator), steps)
+              for _ in tqdm(range(n_problems), desc="evaluating", disable=not progress, leave=False)]
+    return torch.cat(curves, dim=0)
+
+
+def mean_and_band(curves: Tensor, z: float = 1.96) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean curve and its 95% confidence band (normal approximation over the curves)."""
+    curves = curves.double()
+    mean = curves.mean(0)
+    if curves.shape[0] < 2:
+        return mean, mean, mean
+    half = z * curves.std(0) / math.sqrt(curves.shape[0])
+    return mean, mean - half, mean + half
+
+
+def summarize(curves: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """Final and summed loss per optimizer (mean over curves, with 95% half-widths)."""
+    out = {}
+    for name, c in curves.items():
+        final, total = c[:, -1].double(), c[:, 1:].sum(1).double()
+        n = max(c.shape[0], 1)
+        out[name] = {
+            "final": final.mean().item(), "final_ci": 1.96 * final.std().item() / math.sqrt(n) if n > 1 else 0.0,
+            "summed": total.mean().item(), "summed_ci": 1.96 * total.std().item() / math.sqrt(n) if n > 1 else 0.0,
+        }
+    return out
+
+
+def evaluate_all(optimizers: dict, family, steps: int, n_problems: int, seed: int, progress: bool = True) -> dict:
+    """`evaluate` for several optimizers on the same test problems: {name: curves}."""
+    return {name: evaluate(opt, family, steps, n_problems, seed, progress=False)
+            for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress)}

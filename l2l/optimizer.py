@@ -1,0 +1,150 @@
+"""The learned optimizer m_φ (paper, section 2.1 and Appendix A).
+
+    θ_{t+1} = θ_t + g_t,   [g_t, h_{t+1}] = m(∇_t, h_t, φ)
+
+m is a *coordinatewise* two-layer LSTM: every coordinate of θ is one row of the batch of a single
+LSTM call, so φ is shared by all coordinates while each coordinate has its own hidden and cell state.
+A problem with several parameter groups (CIFAR's conv and fully connected layers) can route each group
+to its own LSTM with its own φ: `LSTMOptimizer(nets={"conv": ..., "fc": ...})`.
+
+Used in: every chapter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
+    """The paper's gradient preprocessing (Appendix A), one row (log-magnitude, sign) per coordinate.
+
+        ∇ → ( log|∇| / p , sign ∇ )   if |∇| ≥ e^{-p}
+        ∇ → ( -1 , e^{p} ∇ )          otherwise
+    """
+    grad = grad.reshape(-1, 1)
+    big = grad.abs() >= math.exp(-p)
+    # clamp keeps log finite on the small branch, which torch.where evaluates too
+    log_part = torch.where(big, grad.abs().clamp_min(math.exp(-p)).log() / p, -torch.ones_like(grad))
+    sign_part = torch.where(big, grad.sign(), grad * math.exp(p))
+    return torch.cat([log_part, sign_part], dim=1)
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """Architecture of one coordinatewise LSTM; saved with every checkpoint."""
+
+    hidden: int = 20
+    layers: int = 2
+    preprocess: bool = True  # the paper's log/sign preprocessing; off for the quadratics
+    p: float = 10.0
+    output_scale: float = 0.1  # MNIST: 0.1; quadratics: 1.0; neural art: 1.0
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.layers < 1:
+            raise ValueError(f"LSTMConfig needs hidden >= 1 and layers >= 1, got {self.hidden}, {self.layers}")
+        if self.p <= 0:
+            raise ValueError(f"preprocessing p must be positive, got {self.p}")
+
+
+@dataclass
+class LSTMState:
+    """Hidden and cell state of one coordinatewise LSTM: [layers, n_coords, hidden] each."""
+
+    h: Tensor
+    c: Tensor
+
+    def detach(self) -> "LSTMState":
+        """Cut the graph at a truncation boundary (truncated BPTT)."""
+        return LSTMState(self.h.detach(), self.c.detach())
+
+
+class CoordinatewiseLSTM(nn.Module):
+    """m_φ for one parameter group: gradient in, update out, one LSTM row per coordinate."""
+
+    def __init__(self, config: LSTMConfig = LSTMConfig()):
+        super().__init__()
+        self.config = config
+        n_in = 2 if config.preprocess else 1
+        sizes = [n_in] + [config.hidden] * config.layers
+        self.cells = nn.ModuleList(nn.LSTMCell(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = nn.Linear(config.hidden, 1)
+
+    def init_state(self, n_coords: int, device=None, dtype=None) -> LSTMState:
+        p = self.head.weight
+        shape = (self.config.layers, n_coords, self.config.hidden)
+        zeros = torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
+        return LSTMState(zeros, zeros.clone())
+
+    def forward(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
+        cfg = self.config
+        x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
+        hs, cs = [], []
+        for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
+            h, c = cell(x, (state.h[layer], state.c[layer]))
+            hs.append(h)
+            cs.append(c)
+            x = h
+        update = self.head(x).reshape(grad.shape) * cfg.output_scale
+        return update, LSTMState(torch.stack(hs), torch.stack(cs))
+
+
+class LSTMOptimizer(nn.Module):
+    """The paper's optimizer over a problem's parameter groups.
+
+    θ is a dict {group: flat tensor}. `route` maps each group to the name of the LSTM that serves it;
+    a group not named in `route` goes to the LSTM called "default" (the single LSTM of most chapters).
+    Same functional interface as the baselines: `init_state(theta)`, `step(theta, grads, state)`.
+    """
+
+    def __init__(self, nets: dict[str, CoordinatewiseLSTM] | None = None, route: dict[str, str] | None = None,
+                 config: LSTMConfig | None = None):
+        super().__init__()
+        if nets is None:
+            nets = {"default": CoordinatewiseLSTM(config or LSTMConfig())}
+        elif config is not None:
+            raise ValueError("pass either nets or config, not both")
+        self.nets = nn.ModuleDict(nets)  # registered, so meta-Adam sees every φ
+        self.route = dict(route or {})
+        unknown = set(self.route.values()) - set(self.nets)
+        if unknown:
+            raise ValueError(f"route names LSTMs {sorted(unknown)} that are not among {sorted(self.nets)}")
+
+    def net_for(self, group: str) -> CoordinatewiseLSTM:
+        name = self.route.get(group, "default")
+        if name not in self.nets:
+            raise KeyError(f"parameter group {group!r} has no LSTM: route it to one of {sorted(self.nets)}")
+        return self.nets[name]
+
+    def init_state(self, theta: dict[str, Tensor]) -> dict[str, LSTMState]:
+        return {g: self.net_for(g).init_state(t.numel(), t.device, t.dtype) for g, t in theta.items()}
+
+    def step(self, theta, grads, state):
+        new_theta, new_state = {}, {}
+        for g, t in theta.items():  # one entry per parameter group (1 or 2), never per tensor
+            update, new_state[g] = self.net_for(g)(grads[g], state[g])
+            new_theta[g] = t + update
+        return new_theta, new_state
+
+    def describe(self) -> dict:
+        """Architecture as plain data, saved in checkpoints."""
+        return {"nets": {k: asdict(n.config) for k, n in self.nets.items()}, "route": self.route}
+
+    @classmethod
+    def from_description(cls, desc: dict) -> "LSTMOptimizer":
+        nets = {k: CoordinatewiseLSTM(LSTMConfig(**c)) for k, c in desc["nets"].items()}
+        return cls(nets=nets, route=desc.get("route"))
+
+
+def detach_state(state):
+    """Detach any optimizer state (dicts of tensors or LSTMStates) at a truncation boundary."""
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    if isinstance(state, (LSTMState, Tensor)):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    return state

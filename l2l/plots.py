@@ -1,0 +1,52 @@
+"""One figure style for the whole book: log-scale loss against step, the LSTM solid, baselines dashed.
+
+Used in: every chapter.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .evaluate import mean_and_band
+
+COLORS = {"LSTM": "C3", "SGD": "C0", "RMSprop": "C1", "Adam": "C2", "NAG": "C4"}
+
+
+def style_for(name: str) -> dict:
+    learned = name.startswith("LSTM")
+    color = COLORS.get(name, COLORS["LSTM"] if learned else None)
+    return {"color": color, "linestyle": "-" if learned else "--", "linewidth": 2.0 if learned else 1.4}
+
+
+def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss"):
+    """Mean loss per step with its 95% band, one line per optimizer; returns the figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for name, c in curves.items():
+        mean, lo, hi = mean_and_band(c)
+        steps = range(len(mean))
+        style = style_for(name)
+        ax.plot(steps, mean, label=name, **style)
+        ax.fill_between(steps, lo.clamp_min(mean.min().item() * 1e-3), hi, color=style["color"], alpha=0.15,
+                        linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_meta_training(history, ax=None):
+    """Validation meta-loss per epoch (epoch 0 = untrained φ), the best epoch marked."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(len(history.val_loss)), history.val_loss, color=COLORS["LSTM"], label="validation")
+    ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best (epoch {history.best_epoch})")
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-training epoch")
+    ax.set_ylabel("summed loss over the horizon")
+    ax.legend(frameon=False)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,0 +1,37 @@
+"""The functional optimizee interface.
+
+A *family* samples *problems*. A problem gives its initial θ as a dict of flat parameter groups (plain
+tensors, so θ_t can carry the graph to φ through an unroll) and `loss(theta)`: one loss per *instance*,
+shape [n_instances]. A problem may hold several independent instances (the quadratics chapter draws 128
+functions at once, as the official code did); every coordinate belongs to exactly one instance, so the
+gradient of `loss(theta).sum()` is each instance's own gradient, and the meta-loss averages instances.
+Problems with data sample their own minibatch at every call of `loss`, from a generator they own.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+class Problem(Protocol):
+    n_instances: int
+
+    def init(self) -> dict[str, Tensor]:
+        """Initial θ_0: {group: flat tensor}; a fresh copy on every call."""
+
+    def loss(self, theta: dict[str, Tensor]) -> Tensor:
+        """f(θ) per instance, shape [n_instances]; draws a new minibatch where the problem has data."""
+
+
+class ProblemFamily(Protocol):
+    device: torch.device
+
+    def sample(self, generator: torch.Generator) -> Problem:
+        """A new random problem; all its randomness comes from `generator` (a CPU generator)."""
+
+
+def child_seed(generator: torch.Generator) -> int:
+    """A seed drawn from `generator`, for a problem's own minibatch generator."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator))

@@ -1,0 +1,82 @@
+"""Running an optimizer on an optimizee: the inner loop shared by meta-training and evaluation.
+
+One step of the paper's computational graph (Figure 2):
+
+    ∇_t = ∇_θ f(θ_t)                      (detached: ∂∇_t/∂φ = 0, unless second_order)
+    θ_{t+1}, h_{t+1} = θ_t + m(∇_t, h_t; φ)
+    f(θ_{t+1})                             (this loss enters the meta-loss and gives ∇_{t+1})
+
+`Trajectory` carries θ, the last gradient and the optimizer state from one unroll to the next, so
+truncated BPTT continues exactly where the previous unroll stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .optimizer import detach_state
+
+
+@dataclass
+class Trajectory:
+    """Where an optimizee run stands: θ_t, f(θ_t) per instance, ∇_t, and the optimizer state."""
+
+    theta: dict[str, Tensor]
+    loss: Tensor  # [n_instances], detached
+    grads: dict[str, Tensor]
+    state: object
+    step: int = 0
+
+
+def loss_and_grads(problem, theta, keep_graph: bool, second_order: bool = False):
+    """f(θ) per instance and ∇_θ Σ_instances f(θ) for each group.
+
+    keep_graph: the loss will still be backpropagated into φ (meta-training), so its graph is kept.
+    second_order: ∇ itself keeps its graph, so the meta-gradient includes ∂∇_t/∂φ.
+    """
+    losses = problem.loss(theta)
+    groups = list(theta)
+    grads = torch.autograd.grad(losses.sum(), [theta[g] for g in groups],
+                                retain_graph=keep_graph or second_order, create_graph=second_order)
+    return losses, dict(zip(groups, grads))
+
+
+def start(optimizer, problem) -> Trajectory:
+    """θ_0, f(θ_0) and ∇_0 of a fresh problem, with the optimizer's initial state."""
+    theta = {g: t.requires_grad_(True) for g, t in problem.init().items()}
+    losses, grads = loss_and_grads(problem, theta, keep_graph=False)
+    theta = {g: t.detach() for g, t in theta.items()}
+    return Trajectory(theta, losses.detach(), grads, optimizer.init_state(theta))
+
+
+def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
+           second_order: bool = False) -> tuple[list[Tensor], Trajectory]:
+    """Advance `traj` by `steps` optimizer steps.
+
+    Returns the losses f(θ_{t+1}) … f(θ_{t+steps}) (each [n_instances]) and the new trajectory.
+    With track_graph the losses carry the graph to φ through every θ update of this unroll; the caller
+    backpropagates their sum once and then calls `cut` on the trajectory. Without it every step is
+    detached at once, so memory stays flat however long the run.
+    """
+    theta, grads, state = traj.theta, traj.grads, traj.state
+    losses = []
+    for _ in range(steps):
+        if not track_graph:
+            with torch.no_grad():
+                theta, state = optimizer.step(theta, grads, state)
+            theta = {g: t.detach() for g, t in theta.items()}
+        else:
+            theta, state = optimizer.step(theta, grads, state)
+        theta = {g: t if t.requires_grad else t.requires_grad_(True) for g, t in theta.items()}
+        step_losses, grads = loss_and_grads(problem, theta, keep_graph=track_graph, second_order=second_order)
+        losses.append(step_losses if track_graph else step_losses.detach())
+    last = losses[-1].detach() if losses else traj.loss
+    return losses, Trajectory(theta, last, grads, state, traj.step + steps)
+
+
+def cut(traj: Trajectory) -> Trajectory:
+    """Truncation boundary: detach θ, ∇ and the optimizer state so the next unroll starts a new graph."""
+    return Trajectory({g: t.detach() for g, t in traj.theta.items()}, traj.loss.detach(),
+                      {g: d.detach() for g, d in traj.grads.items()}, detach_state(traj.state), traj.step)

@@ -1,0 +1,141 @@
+"""The coordinatewise LSTM: state per coordinate, preprocessing, gradient flow, registered parameters."""
+import math
+
+import pytest
+import torch
+
+import l2l
+from l2l.optimizer import CoordinatewiseLSTM, LSTMConfig, LSTMOptimizer, preprocess
+from l2l.problems import QuadraticFamily
+from l2l.unroll import start, unroll
+
+
+def test_preprocessing_matches_formula_on_both_branches():
+    p = 10.0
+    threshold = math.exp(-p)
+    g = torch.tensor([2.0, -3e-2, threshold, -threshold, threshold * 0.5, -threshold * 0.25, 0.0], dtype=torch.float64)
+    out = preprocess(g, p)
+    assert out.shape == (7, 2)
+    for i, v in enumerate(g.tolist()):
+        if abs(v) >= threshold:  # the threshold itself belongs to the log branch
+            expected = (math.log(abs(v)) / p, math.copysign(1.0, v))
+        else:
+            expected = (-1.0, math.exp(p) * v)
+        assert out[i].tolist() == pytest.approx(expected, rel=1e-12, abs=1e-12), (i, v)
+    assert torch.isfinite(out).all()
+
+
+def test_preprocessing_switch_changes_input_width():
+    assert CoordinatewiseLSTM(LSTMConfig(preprocess=True)).cells[0].input_size == 2
+    assert CoordinatewiseLSTM(LSTMConfig(preprocess=False)).cells[0].input_size == 1
+
+
+def test_permuting_coordinates_permutes_updates_and_state():
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(LSTMConfig(output_scale=1.0))
+    n = 37
+    state = net.init_state(n)
+    grads = [torch.randn(n) for _ in range(3)]
+    perm = torch.randperm(n)
+    state_p = net.init_state(n)
+    for g in grads:  # several steps, so the state history matters
+        u, state = net(g, state)
+        up, state_p = net(g[perm], state_p)
+        torch.testing.assert_close(up, u[perm])
+    torch.testing.assert_close(state_p.h, state.h[:, perm])
+    torch.testing.assert_close(state_p.c, state.c[:, perm])
+
+
+def test_coordinates_never_share_state_rows():
+    """Changing one coordinate's gradient history changes only that coordinate's state row and update."""
+    torch.manual_seed(1)
+    net = CoordinatewiseLSTM(LSTMConfig(output_scale=1.0))
+    n = 10
+    g = torch.randn(n)
+    g2 = g.clone()
+    g2[3] += 5.0
+    s1, s2 = net.init_state(n), net.init_state(n)
+    _, s1 = net(g, s1)
+    _, s2 = net(g2, s2)
+    u1, s1 = net(g, s1)
+    u2, s2 = net(g, s2)  # same gradient now; only coordinate 3 remembers a different past
+    changed = (s1.h - s2.h).abs().sum(dim=(0, 2)) > 0
+    assert changed.tolist() == [i == 3 for i in range(n)]
+    assert ((u1 - u2).abs() > 0).tolist() == [i == 3 for i in range(n)]
+    assert s1.h.shape == (2, n, 20) and s1.c.shape == (2, n, 20)
+
+
+def test_parameter_count_does_not_depend_on_problem_size():
+    opt = LSTMOptimizer(config=LSTMConfig())
+    count = sum(p.numel() for p in opt.parameters())
+    for n in (1, 10, 1000):
+        theta = {"x": torch.zeros(n)}
+        state = opt.init_state(theta)
+        opt.step(theta, {"x": torch.randn(n)}, state)
+    assert sum(p.numel() for p in opt.parameters()) == count
+    # two LSTM layers of 20 units on a 2-wide input, and a linear head
+    assert count == (4 * 20 * (2 + 20) + 8 * 20) + (4 * 20 * (20 + 20) + 8 * 20) + (20 + 1)
+
+
+def _short_unroll(second_order):
+    torch.manual_seed(0)
+    opt = LSTMOptimizer(config=LSTMConfig(preprocess=False, output_scale=1.0))
+    problem = QuadraticFamily(batch=4).sample(torch.Generator().manual_seed(0))
+    traj = start(opt, problem)
+    losses, traj = unroll(opt, problem, traj, 5, track_graph=True, second_order=second_order)
+    return opt, losses, traj
+
+
+def test_phi_gets_gradients_through_the_unroll_but_grads_carry_no_graph():
+    opt, losses, traj = _short_unroll(second_order=False)
+    assert all(not d.requires_grad for d in traj.grads.values())  # ∂∇_t/∂φ = 0
+    torch.stack([l.mean() for l in losses]).sum().backward()
+    for name, p in opt.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_second_order_keeps_the_gradient_graph():
+    opt, losses, traj = _short_unroll(second_order=True)
+    assert all(d.requires_grad for d in traj.grads.values())
+
+
+def test_first_and_second_order_meta_gradients_differ():
+    grads = []
+    for second in (False, True):
+        opt, losses, _ = _short_unroll(second)
+        torch.stack([l.mean() for l in losses]).sum().backward()
+        grads.append(opt.nets["default"].head.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_every_parameter_changes_after_a_meta_step():
+    torch.manual_seed(0)
+    opt = LSTMOptimizer(config=LSTMConfig(preprocess=False, output_scale=1.0))
+    before = {k: v.clone() for k, v in opt.state_dict().items()}
+    cfg = l2l.MetaTrainConfig(horizon=10, unroll=5, epochs=1, problems_per_epoch=1, n_val=1)
+    l2l.meta.train_on_problem(opt, QuadraticFamily(batch=4).sample(torch.Generator().manual_seed(0)),
+                              torch.optim.Adam(opt.parameters(), lr=1e-3), cfg)
+    for k, v in opt.state_dict().items():
+        assert not torch.equal(v, before[k]), f"{k} was not trained"
+
+
+def test_routing_groups_to_separate_lstms():
+    torch.manual_seed(0)
+    nets = {"conv": CoordinatewiseLSTM(), "fc": CoordinatewiseLSTM()}
+    opt = LSTMOptimizer(nets=nets, route={"conv": "conv", "fc": "fc"})
+    assert len(list(opt.parameters())) == 2 * len(list(nets["conv"].parameters()))
+    theta = {"conv": torch.zeros(5), "fc": torch.zeros(3)}
+    grads = {"conv": torch.ones(5), "fc": torch.ones(3)}
+    new, _ = opt.step(theta, grads, opt.init_state(theta))
+    assert new["conv"][0] != new["fc"][0]  # different φ, same input → different updates
+    with pytest.raises(KeyError, match="no LSTM"):
+        opt.init_state({"other": torch.zeros(2)})
+    with pytest.raises(ValueError, match="not among"):
+        LSTMOptimizer(nets=nets, route={"conv": "missing"})
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="hidden"):
+        LSTMConfig(hidden=0)
+    with pytest.raises(ValueError, match="multiple of unroll"):
+        l2l.MetaTrainConfig(horizon=100, unroll=30)
