@@ -6,31 +6,16 @@ saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .fileio import atomic_write
 from .optimizer import LSTMOptimizer
 
 FORMAT = "l2l-optimizer/1"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then move tmp_path onto path in one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_optimizer(optimizer: LSTMOptimizer, path, **info) -> None:

@@ -40,9 +40,35 @@ def beats_all(curves: dict, learned: str = "LSTM", metric: str = "final", baseli
             "rows": rows, "closest": worst["baseline"]}
 
 
+def does_not_beat(curves: dict, learned: str = "LSTM", metric: str = "final") -> dict:
+    """The paper's negative results ("the LSTM fails on ReLU"): holds when some baseline does at least as well."""
+    result = beats_all(curves, learned, metric)
+    return {**result, "holds": not result["holds"], "significant": not result["holds"] and any(
+        r["significant"] and not r["better"] for r in result["rows"]), "negative": True}
+
+
+def beats_best_everywhere(cells: list[dict]) -> dict:
+    """A sweep (Figure 6): holds when the learned optimizer beats each cell's best tuned baseline.
+
+    cells: dicts with a "paired" row (from `paired`) and a label ("width", "depth").
+    """
+    rows = [{**c["paired"], "baseline": f"{c['paired']['baseline']} ({c['width']} units x {c['depth']})"}
+            for c in cells]
+    worst = min(rows, key=lambda r: r["advantage"])
+    won = sum(r["better"] for r in rows)
+    return {"holds": won == len(rows), "significant": all(r["better"] and r["significant"] for r in rows),
+            "rows": rows, "closest": worst["baseline"], "won": won, "of": len(rows)}
+
+
 def verdict_text(claim: str, result: dict) -> str:
     """One line for a claims table, built from the run's numbers."""
-    if result["holds"]:
+    if result.get("negative"):
+        close = min(result["rows"], key=lambda r: r["advantage"])
+        how = (f"reproduced: {close['baseline']} did as well or better" if result["holds"]
+               else "not reproduced: the LSTM beat every baseline here")
+    elif "won" in result:
+        how = ("reproduced" if result["holds"] else "not reproduced") + f": the LSTM won {result['won']} of {result['of']}"
+    elif result["holds"]:
         how = "reproduced" + ("" if result["significant"] else " (not significant at 95% against every baseline)")
     else:
         losers = [r["baseline"] for r in result["rows"] if not r["better"]]

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from .fileio import atomic_write
 
 SPLITS = ("train", "test")
 META_TRAIN_SPLIT = "train"  # optimizees are trained (and the LSTM meta-trained) on MNIST's training images
@@ -54,9 +55,10 @@ def _decode(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
         ds = MNIST(str(root), train=split == "train", download=download)
         images, labels = ds.data.to(torch.uint8).contiguous(), ds.targets.to(torch.int64).contiguous()
     except Exception as e:  # a truncated or foreign file fails deep inside torchvision's idx parser
-        raise RuntimeError(f"MNIST {split} split under {root} could not be read ({type(e).__name__}: {e}); "
-                           f"the files in {root / 'MNIST' / 'raw'} look corrupt or incomplete — replace them "
-                           "with the official idx files") from e
+        hint = ("the download failed (no network?)" if download else
+                f"the files in {root / 'MNIST' / 'raw'} look corrupt or truncated: replace them with the official ones")
+        raise RuntimeError(f"MNIST {split} split under data root {root} could not be read "
+                           f"({type(e).__name__}: {e}); {hint}") from e
     n = _MNIST_SIZES[split]
     if images.shape != (n, 28, 28) or labels.shape != (n,) or labels.min() < 0 or labels.max() > 9:
         raise RuntimeError(f"MNIST {split} split under {root} has unexpected contents (images {tuple(images.shape)}, "
@@ -64,22 +66,15 @@ def _decode(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:
-    """Write via a temp file + os.replace so a crash or a parallel run never leaves half a cache file."""
+def _save_cache(tensors: dict[str, Tensor], path: Path) -> None:
+    """Atomic, so a crash or a parallel run never leaves half a cache file; an unwritable cache only costs a
+    re-decode next time."""
     from safetensors.torch import save_file
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp))
     except OSError:
-        pass  # an unwritable cache only costs a re-decode next time
+        pass
 
 
 def load_mnist(split: str, device: torch.device | str = "cpu",
@@ -100,7 +95,8 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
     if download is None:
         download = os.environ.get("L2L_DOWNLOAD") == "1"
     raw = root / "MNIST" / "raw"
-    missing = [n for n in _MNIST_FILES[split] if not (raw / n).is_file()]
+    # torchvision insists on all four files even to read one split, so check all four
+    missing = [n for names in _MNIST_FILES.values() for n in names if not (raw / n).is_file()]
     if missing and not download:
         raise FileNotFoundError(
             f"MNIST {split} split not found: searched data root {root} for {raw}/{{{','.join(missing)}}}. "
@@ -120,6 +116,6 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
     if tensors is None or set(tensors) != {"images", "labels"} or tensors["images"].shape != (n, 28, 28):
         images, labels = _decode(root, split, download=False)
         tensors = {"images": images, "labels": labels}
-        _save_atomic(tensors, path)
+        _save_cache(tensors, path)
     _LOADED[key] = (tensors["images"].to(device), tensors["labels"].to(device))
     return _LOADED[key]

@@ -13,25 +13,39 @@ from tqdm.auto import tqdm
 from .unroll import start, unroll
 
 
-def rollout(optimizer, problem, steps: int) -> Tensor:
-    """Loss curve of one problem: [n_instances, steps + 1], f(θ_0) … f(θ_steps), no graph kept."""
-    traj = start(optimizer, problem)
-    losses, _ = unroll(optimizer, problem, traj, steps, track_graph=False)
-    return torch.stack([traj.loss] + losses, dim=1).cpu()
+def rollout(optimizer, problem, steps: int):
+    """Run one problem for `steps` steps without keeping a graph.
+
+    Returns (curve [n_instances, steps + 1] of f(θ_0) … f(θ_steps), on the CPU; the final θ).
+    """
+    first = start(optimizer, problem)
+    losses, last = unroll(optimizer, problem, first, steps, track_graph=False)
+    return torch.stack([first.loss] + losses, dim=1).cpu(), last.theta
 
 
-def evaluate(optimizer, family, steps: int, n_problems: int, seed: int, progress: bool = True) -> Tensor:
-    """Loss curves over `n_problems` problems drawn from `family` with `seed`.
+def run_problems(optimizer, family, steps: int, n_problems: int, seed: int, final_metric=None,
+                 progress: bool = False) -> tuple[Tensor, list]:
+    """Curves over `n_problems` problems from `family` drawn with `seed`, and final_metric(problem, θ_T) of each.
 
-    Returns [n_curves, steps + 1]; a problem holding several instances contributes one curve each.
     The same seed gives every optimizer the same problems (and the same minibatches).
     """
     if n_problems < 1 or steps < 0:
         raise ValueError(f"evaluate needs n_problems >= 1 and steps >= 0, got {n_problems}, {steps}")
     generator = torch.Generator().manual_seed(seed)
-    curves = [rollout(optimizer, family.sample(generator), steps)
-              for _ in tqdm(range(n_problems), desc="evaluating", disable=not progress, leave=False)]
-    return torch.cat(curves, dim=0)
+    curves, finals = [], []
+    for _ in tqdm(range(n_problems), desc="evaluating", disable=not progress, leave=False):
+        problem = family.sample(generator)
+        curve, theta = rollout(optimizer, problem, steps)
+        curves.append(curve)
+        if final_metric is not None:
+            finals.append(final_metric(problem, theta))
+    return torch.cat(curves, dim=0), finals
+
+
+def evaluate(optimizer, family, steps: int, n_problems: int, seed: int, progress: bool = True) -> Tensor:
+    """Loss curves [n_curves, steps + 1] over `n_problems` problems; a problem with several instances gives one
+    curve per instance."""
+    return run_problems(optimizer, family, steps, n_problems, seed, progress=progress)[0]
 
 
 def mean_and_band(curves: Tensor, z: float = 1.96) -> tuple[Tensor, Tensor, Tensor]:

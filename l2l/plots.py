@@ -50,3 +50,29 @@ def plot_meta_training(history, ax=None):
     ax.legend(frameon=False)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_grid(cells: list[dict], trained_width: int | None = None):
+    """Figure 6: final loss against width, one panel per depth; LSTM solid, best tuned baseline dashed."""
+    depths = sorted({c["depth"] for c in cells})
+    fig, axes = plt.subplots(1, len(depths), figsize=(4 * len(depths), 3.4), sharey=True, squeeze=False)
+    for ax, depth in zip(axes[0], depths):
+        row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["width"])
+        widths = [c["width"] for c in row]
+        ax.plot(widths, [c["lstm"] for c in row], marker="o", label="LSTM", **style_for("LSTM"))
+        ax.plot(widths, [c["baseline"] for c in row], marker="s", color="grey", linestyle="--",
+                label="best tuned baseline")
+        for c in row:
+            ax.annotate(c["best_baseline"], (c["width"], c["baseline"]), fontsize=7, textcoords="offset points",
+                        xytext=(0, 5), ha="center")
+        if trained_width is not None and depth == 1:
+            ax.axvline(trained_width, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_yscale("log")
+        ax.set_title(f"{depth} hidden layer{'s' if depth > 1 else ''}")
+        ax.set_xlabel("hidden units")
+    axes[0][0].set_ylabel("final loss")
+    axes[0][0].legend(frameon=False)
+    fig.tight_layout()
+    return fig

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 
 
 def repo_root() -> Path:
