@@ -119,3 +119,26 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
         _save_cache(tensors, path)
     _LOADED[key] = (tensors["images"].to(device), tensors["labels"].to(device))
     return _LOADED[key]
+
+
+def load_image(path) -> Tensor:
+    """The image file at `path` as uint8 RGB [3, H, W] (any format Pillow reads; grayscale is expanded).
+
+    Raises FileNotFoundError for a missing file and a one-line ValueError naming the file when it does not
+    decode (truncated, corrupted, or not an image). Pillow rather than torchvision.io, whose decoders are
+    deprecated since torchvision 0.29; torchvision depends on Pillow anyway. Used in: 04_neural_art.
+    """
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path.resolve()}")
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))  # convert() decodes the whole file, so truncation shows here
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path} does not decode as an image (truncated, corrupted or not an image file): "
+                         f"{reason}; replace or remove the file") from None
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()

@@ -9,22 +9,36 @@ unroll the sum of its losses (mean over instances) is backpropagated into φ onc
 meta-step on the clipped meta-gradient, and θ, ∇ and the LSTM state are detached before the next unroll
 resumes from where this one stopped. After every epoch φ is frozen and scored on fixed validation problems
 (the same meta-loss, summed over the whole horizon); the best φ is kept and checkpointed (early stopping).
+
+Faults: an unroll whose meta-loss or meta-gradient is not finite, or whose optimizee diverges, takes no
+meta-step (φ and Adam untouched); its run is abandoned and counted, and too many in a row stop training.
+With `state_path`, the whole run is saved after every epoch and on Ctrl-C, and resumes exactly from there.
 """
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import save_optimizer
 from .evaluate import evaluate
+from .training_state import capture, check_resumable, describe_family, load_state, restore, save_state
 from .unroll import cut, start, unroll
 
 VAL_SEED_OFFSET = 1_000_003  # validation problems never coincide with training problems of the same seed
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed must be a non-negative integer; anything else is a one-line error."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**62:
+        raise ValueError(f"{name} must be a non-negative integer (e.g. 0), got {seed!r} ({type(seed).__name__})")
+    return int(seed)
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,10 @@ class MetaTrainConfig:
     clip: float = 1.0  # max global norm of the meta-gradient
     second_order: bool = False  # keep ∂∇_t/∂φ (the paper drops it)
     n_val: int = 10  # validation problems per epoch
-    max_bad_in_row: int = 20  # non-finite unrolls tolerated in a row before stopping
+    max_bad_in_row: int = 20  # abandoned runs (non-finite or diverged) tolerated in a row before stopping
+    # an optimizee whose mean loss exceeds this × f(θ_0) within a run has diverged (None: never). An untrained
+    # quadratics LSTM peaks near 1e4 × f(θ_0), so 1e6 only catches real blow-ups.
+    diverge_factor: float | None = 1e6
     seed: int = 0
 
     def __post_init__(self):
@@ -48,6 +65,9 @@ class MetaTrainConfig:
                 raise ValueError(f"MetaTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not (self.meta_lr > 0 and self.clip > 0):
             raise ValueError(f"meta_lr and clip must be positive, got {self.meta_lr}, {self.clip}")
+        if self.diverge_factor is not None and not self.diverge_factor > 1:
+            raise ValueError(f"diverge_factor must be > 1 (or None to disable), got {self.diverge_factor}")
+        object.__setattr__(self, "seed", check_seed(self.seed, "MetaTrainConfig.seed"))
 
 
 @dataclass
@@ -55,7 +75,7 @@ class History:
     train_loss: list[float] = field(default_factory=list)  # mean meta-loss per unroll, per epoch
     val_loss: list[float] = field(default_factory=list)  # summed validation loss; index 0 = before training
     best_epoch: int = 0
-    skipped_unrolls: int = 0
+    skipped_unrolls: int = 0  # optimizee runs abandoned on a non-finite or divergent unroll
     wall_time_s: float = 0.0
 
     @property
@@ -71,41 +91,64 @@ def validation_score(optimizer, family, cfg: MetaTrainConfig) -> float:
     return score if math.isfinite(score) else math.inf
 
 
-def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tuple[list[float], int]:
-    """One optimizee run of cfg.horizon steps, one meta-step per unroll. Returns (meta-losses, skipped)."""
+def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tuple[list[float], str | None]:
+    """One optimizee run of cfg.horizon steps, one meta-step per unroll. Returns (meta-losses, fault).
+
+    fault is None, or why the run was abandoned: the meta-loss is not finite, the optimizee diverged (its
+    mean loss passed cfg.diverge_factor × f(θ_0)), or the meta-gradient is not finite. A faulty unroll takes
+    no meta-step, so φ and Adam's moments and step count are exactly as the previous unroll left them.
+    """
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
-    losses, skipped = [], 0
-    for _ in range(cfg.horizon // cfg.unroll):
+    initial = traj.loss.mean().item()
+    limit = cfg.diverge_factor * abs(initial) if cfg.diverge_factor and initial and math.isfinite(initial) else math.inf
+    n = cfg.horizon // cfg.unroll
+    losses = []
+    for k in range(1, n + 1):
         step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True,
                                    second_order=cfg.second_order)
-        meta_loss = torch.stack([l.mean() for l in step_losses]).sum()
+        curve = torch.stack([l.mean() for l in step_losses])
+        meta_loss = curve.sum()
+        value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
+        if not math.isfinite(value):
+            return losses, f"unroll {k}/{n}: the meta-loss is {value} (the optimizee's loss became non-finite)"
+        if peak > limit:
+            return losses, (f"unroll {k}/{n}: the optimizee diverged (mean loss {peak:.3g} > diverge_factor "
+                            f"{cfg.diverge_factor:g} x its initial loss {initial:.3g})")
         meta_opt.zero_grad(set_to_none=True)
         meta_loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-        if not (torch.isfinite(meta_loss) and torch.isfinite(norm)):
-            # a diverged optimizee or an exploding meta-gradient: leave φ and Adam untouched, drop this run
-            return losses, skipped + 1
+        if not torch.isfinite(norm):
+            meta_opt.zero_grad(set_to_none=True)  # leave no non-finite gradient behind
+            return losses, f"unroll {k}/{n}: the meta-gradient is not finite (norm {norm.item()})"
         meta_opt.step()
-        losses.append(meta_loss.item())
+        losses.append(value)
         traj = cut(traj)
-    return losses, skipped
+    return losses, None
 
 
 def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpoint=None, info: dict | None = None,
-               progress: bool = True, callback=None) -> History:
+               progress: bool = True, callback=None, *, state_path=None) -> History:
     """Meta-train `optimizer` (an LSTMOptimizer) in place on problems from `family`; returns the History.
 
     On return the optimizer holds the best φ found on the validation problems (from `val_family`,
     default `family`). checkpoint: path where the best φ is saved with cfg and `info` whenever it improves.
     callback(epoch, history) runs after every epoch.
+    state_path: file for the full training state (see l2l.training_state), written atomically after every
+    epoch and when interrupted (Ctrl-C). If it exists, training resumes from it, and on the CPU ends with the
+    same φ and History as an uninterrupted run, bit for bit; its config, architecture and families must match
+    (only `epochs` may grow, to extend a finished run).
     """
     val_family = val_family or family
     generator = torch.Generator().manual_seed(cfg.seed)
     meta_opt = torch.optim.Adam(optimizer.parameters(), lr=cfg.meta_lr)
-    history, t0 = History(), time.perf_counter()
+    history, t0, spent = History(), time.perf_counter(), 0.0
     meta = {"config": asdict(cfg), **(info or {})}
     best = [None]  # the best φ so far (a state_dict), set by validate
+    fixed = {"config": meta["config"], "architecture": optimizer.describe(),
+             "families": {"train": describe_family(family), "validation": describe_family(val_family)}}
+    epoch0, problem0, epoch_losses, bad_in_row, snap = 1, 0, [], 0, None
+    P = cfg.problems_per_epoch
 
     def validate(epoch):
         history.val_loss.append(validation_score(optimizer, val_family, cfg))
@@ -115,28 +158,66 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
             if checkpoint is not None:
                 save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1], **meta)
 
-    validate(0)
-    bar = tqdm(total=cfg.epochs * cfg.problems_per_epoch, desc="meta-training", disable=not progress)
-    bad_in_row = 0
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_losses = []
-        for _ in range(cfg.problems_per_epoch):
-            losses, skipped = train_on_problem(optimizer, family.sample(generator), meta_opt, cfg)
-            epoch_losses += losses
-            history.skipped_unrolls += skipped
-            bad_in_row = bad_in_row + 1 if skipped else 0
-            if bad_in_row >= cfg.max_bad_in_row:
-                raise RuntimeError(
-                    f"meta-training stopped at epoch {epoch}: {bad_in_row} optimizee runs in a row gave a non-finite "
-                    "meta-loss or meta-gradient; the optimizee is diverging — lower meta_lr or the output scale")
-            bar.update(1)
-        history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
-        validate(epoch)
-        bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{history.val_loss[-1]:.4g}",
-                        best=f"{history.best_val:.4g}@{history.best_epoch}")
-        if callback is not None:
-            callback(epoch, history)
-    bar.close()
+    def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
+        hist = asdict(replace(history, wall_time_s=spent + time.perf_counter() - t0))
+        return capture(optimizer, meta_opt, generator, **fixed, epoch=epoch, problem=problem, history=hist,
+                       best_phi=best[0], epoch_losses=list(epoch_losses), bad_in_row=bad_in_row)
+
+    if state_path is not None and Path(state_path).exists():
+        saved = load_state(state_path)
+        check_resumable(saved, state_path, **fixed, epochs=cfg.epochs)
+        restore(saved, optimizer, meta_opt, generator)
+        history, best[0], spent = History(**saved["history"]), saved["best_phi"], saved["history"]["wall_time_s"]
+        epoch0, problem0, epoch_losses, bad_in_row = (saved[k] for k in ("epoch", "problem", "epoch_losses",
+                                                                          "bad_in_row"))
+        snap = saved
+        if progress:
+            tqdm.write(f"resuming meta-training from {state_path} at epoch {epoch0} ({problem0}/{P} problems done)")
+    else:
+        validate(0)
+        if state_path is not None:
+            snap = snapshot(1, 0)
+            save_state(state_path, snap)
+    bar = tqdm(total=cfg.epochs * P, initial=min((epoch0 - 1) * P + problem0, cfg.epochs * P),
+               desc="meta-training", disable=not progress)
+    last_fault = None
+    try:
+        for epoch in range(epoch0, cfg.epochs + 1):
+            for i in range(problem0 if epoch == epoch0 else 0, P):
+                if state_path is not None:
+                    snap = snapshot(epoch, i)
+                losses, fault = train_on_problem(optimizer, family.sample(generator), meta_opt, cfg)
+                epoch_losses += losses
+                history.skipped_unrolls += int(fault is not None)
+                bad_in_row = bad_in_row + 1 if fault else 0
+                last_fault = f"epoch {epoch}, problem {i + 1}/{P}, {fault}" if fault else last_fault
+                if bad_in_row >= cfg.max_bad_in_row:
+                    raise RuntimeError(
+                        f"meta-training stopped: {bad_in_row} optimizee runs in a row were abandoned, the last at "
+                        f"{last_fault}. Likely cause: the learned updates are too large for this problem; lower "
+                        "meta_lr or the LSTM's output_scale, and check that the problem's loss is finite at θ_0")
+                bar.update(1)
+            if state_path is not None:
+                snap = snapshot(epoch, P)
+            history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
+            epoch_losses = []
+            validate(epoch)
+            if state_path is not None:
+                snap = snapshot(epoch + 1, 0)
+                save_state(state_path, snap)
+            bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{history.val_loss[-1]:.4g}",
+                            best=f"{history.best_val:.4g}@{history.best_epoch}")
+            if callback is not None:
+                callback(epoch, history)
+    except KeyboardInterrupt:
+        if snap is None:
+            raise
+        save_state(state_path, snap)
+        raise KeyboardInterrupt(f"meta-training interrupted; its state at epoch {snap['epoch']} ({snap['problem']}/{P} "
+                                f"problems done) is saved in {state_path}: call meta_train again with the same "
+                                "arguments to resume") from None
+    finally:
+        bar.close()
     optimizer.load_state_dict(best[0])
-    history.wall_time_s = time.perf_counter() - t0
+    history.wall_time_s = spent + time.perf_counter() - t0
     return history
