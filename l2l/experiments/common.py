@@ -1,12 +1,14 @@
-"""What every chapter does the same way: its seeds, its test comparison, and the record of its run."""
+"""What every chapter does the same way: its seeds, its test comparison (`compare`), and the record of its run."""
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-from ..baselines import Tuning
-from ..evaluate import summarize
+from tqdm.auto import tqdm
+
+from ..baselines import LR_GRID, Tuning, tune_baselines
+from ..evaluate import run_problems, summarize
 from ..meta import VAL_SEED_OFFSET, History
 from ..results import save_curves, save_json, versions
 
@@ -16,6 +18,26 @@ TEST_SEED_OFFSET = 2_000_029
 def seeds(seed: int) -> dict[str, int]:
     """Disjoint problem streams for one run: meta-training, validation (early stopping and baseline tuning), test."""
     return {"train": seed, "validation": seed + VAL_SEED_OFFSET, "test": seed + TEST_SEED_OFFSET}
+
+
+def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, tune_family=None,
+            final_metric=None, grid=LR_GRID, progress: bool = True):
+    """Tune the four baselines on validation problems, then test them and the learned optimizer(s) on shared problems.
+
+    learned: one optimizer (named "LSTM") or {name: optimizer}. Each baseline's learning rate is chosen from
+    `grid` by mean final loss over `n_tune` validation problems of `tune_family` (default `fam`); then every
+    optimizer runs the same `n_test` test problems of `fam` (same initialisations, same minibatches).
+    final_metric(problem, θ_T), if given, is recorded for every test run (e.g. held-out accuracy).
+    Returns (curves {name: [n_test, steps + 1]}, tuning, final metrics {name: [n_test]}).
+    """
+    learned = learned if isinstance(learned, dict) else {"LSTM": learned}
+    tuning = tune_baselines(tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"], grid=grid,
+                            progress=False)
+    optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
+    curves, finals = {}, {}
+    for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
+        curves[name], finals[name] = run_problems(opt, fam, steps, n_test, seeds["test"], final_metric=final_metric)
+    return curves, tuning, finals
 
 
 def record_run(out_dir: Path, *, chapter: str, notebook: str, settings, seed: int, device: str, started: float,

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..baselines import tune_baselines
 from ..claims import paired
-from ..evaluate import run_problems
-from ..meta import MetaTrainConfig
+from ..meta import History, MetaTrainConfig, check_seed, meta_train
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems import MLPFamily
 from ..profiles import pick, resolve_profile
+from . import common
 
 CHAPTER = "mnist"
 # The paper: preprocessing with p = 10, outputs scaled by 0.1, 100 steps in unrolls of 20.
@@ -43,8 +42,9 @@ class Settings:
 
 def settings(profile: str | None = None, seed: int = 0) -> Settings:
     profile = resolve_profile(profile)
+    seed = check_seed(seed, "the notebook parameter seed")
     table = {
-        "paper": dict(meta=MetaTrainConfig(epochs=30, problems_per_epoch=20, n_val=5, meta_lr=1e-3, seed=seed),
+        "paper": dict(meta=MetaTrainConfig(epochs=25, problems_per_epoch=20, n_val=5, meta_lr=1e-3, seed=seed),
                       steps=100, long_steps=200, n_tune=3, n_test=10, widths=(10, 20, 40, 80), depths=(1, 2, 3)),
         "quick": dict(meta=MetaTrainConfig(epochs=5, problems_per_epoch=10, n_val=2, meta_lr=3e-3, seed=seed),
                       steps=100, long_steps=200, n_tune=1, n_test=5, widths=(10, 40), depths=(1, 2)),
@@ -62,18 +62,34 @@ def make_optimizer(device="cpu") -> LSTMOptimizer:
     return LSTMOptimizer(config=LSTM).to(device)
 
 
+def base_family(s: Settings, device="cpu") -> MLPFamily:
+    """The network the LSTM is meta-trained on and first tested on (the notebook's `base`): 784-20-10 sigmoid."""
+    return family(device, **BASE)
+
+
+def train(s: Settings, fam: MLPFamily, checkpoint=None, info: dict | None = None,
+          progress: bool = True) -> tuple[LSTMOptimizer, History]:
+    """Meta-train a fresh LSTM (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
+
+    Returns (the LSTM holding the best validated φ, the history); the best φ is saved to `checkpoint` with
+    the task, the profile, the network and `info` in its metadata. Used by the notebook and `python -m l2l train`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.meta.seed)
+        lstm = make_optimizer(fam.device)
+    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress,
+                         info={"task": CHAPTER, "profile": s.profile, "network": fam.sizes, **(info or {})})
+    return lstm, history
+
+
 def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = True):
     """Tune the four baselines on validation problems of `fam`, then test them and the LSTM on shared problems.
 
     Returns (curves {name: [n_test, steps + 1]}, tuning, final test accuracies {name: [n_test]}).
+    (common.compare with this chapter's settings and the test-set accuracy as the final metric.)
     """
-    tuning = tune_baselines(fam, steps=steps, n_problems=s.n_tune, seed=seeds["validation"], progress=False)
-    optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
-    curves, accuracy = {}, {}
-    for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-        curves[name], accuracy[name] = run_problems(opt, fam, steps, s.n_test, seeds["test"],
-                                                    final_metric=lambda problem, theta: problem.accuracy(theta))
-    return curves, tuning, accuracy
+    return common.compare(lstm, fam, steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds,
+                          final_metric=lambda problem, theta: problem.accuracy(theta), progress=progress)
 
 
 def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True) -> list[dict]:

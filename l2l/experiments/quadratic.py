@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..meta import MetaTrainConfig
+import torch
+
+from ..meta import History, MetaTrainConfig, check_seed, meta_train
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems import QuadraticFamily
 from ..profiles import pick, resolve_profile
@@ -28,6 +30,7 @@ class Settings:
 
 def settings(profile: str | None = None, seed: int = 0) -> Settings:
     profile = resolve_profile(profile)
+    seed = check_seed(seed, "the notebook parameter seed")
     table = {
         "paper": dict(meta=MetaTrainConfig(epochs=100, problems_per_epoch=20, n_val=4, seed=seed),
                       batch=128, n_tune=4, n_test=1),
@@ -46,3 +49,23 @@ def family(s: Settings, device="cpu") -> QuadraticFamily:
 
 def make_optimizer(device="cpu") -> LSTMOptimizer:
     return LSTMOptimizer(config=LSTM).to(device)
+
+
+def base_family(s: Settings, device="cpu") -> QuadraticFamily:
+    """The family the chapter meta-trains on and tests on (the notebook's `family`)."""
+    return family(s, device)
+
+
+def train(s: Settings, fam, checkpoint=None, info: dict | None = None,
+          progress: bool = True) -> tuple[LSTMOptimizer, History]:
+    """Meta-train a fresh LSTM (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
+
+    Returns (the LSTM holding the best validated φ, the history); the best φ is saved to `checkpoint` with
+    the task, the profile and `info` in its metadata. Used by the notebook and `python -m l2l train`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.meta.seed)
+        lstm = make_optimizer(fam.device)
+    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress,
+                         info={"task": CHAPTER, "profile": s.profile, **(info or {})})
+    return lstm, history
