@@ -7,6 +7,7 @@ from .evaluate import evaluate, evaluate_all, mean_and_band, rollout, summarize 
 from .meta import History, MetaTrainConfig, meta_train  # noqa: E402
 from .optimizer import CoordinatewiseLSTM, LSTMConfig, LSTMOptimizer, LSTMState, preprocess  # noqa: E402
 from .profiles import PROFILES, resolve_profile  # noqa: E402
+from .torch_optim import LearnedOptimizer  # noqa: E402
 from . import plots  # noqa: E402
 
 __all__ = [
@@ -14,5 +15,5 @@ __all__ = [
     "load_optimizer", "save_optimizer", "evaluate", "evaluate_all", "mean_and_band", "rollout", "summarize",
     "History", "MetaTrainConfig", "meta_train",
     "CoordinatewiseLSTM", "LSTMConfig", "LSTMOptimizer", "LSTMState", "preprocess",
-    "PROFILES", "resolve_profile", "plots",
+    "PROFILES", "resolve_profile", "plots", "LearnedOptimizer",
 ]

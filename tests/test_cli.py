@@ -1,0 +1,127 @@
+"""The command line, `python -m l2l {train, evaluate, list}` (l2l/cli.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import l2l
+from l2l.checkpoint import read_metadata
+from l2l.cli import build_parser, main
+from l2l.experiments import quadratic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.delenv("L2L_TRACEBACK", raising=False)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`train quadratic --profile smoke` once for the tests that evaluate its output."""
+    out = tmp_path_factory.mktemp("train")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    torch.set_num_threads(n)
+    return out / "quadratic.safetensors"
+
+
+def test_list_shows_the_shipped_optimizers(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, meta in l2l.trained.available().items():
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert meta["info"]["task"] in line and meta["info"]["profile"] in line
+
+
+def test_train_writes_the_chapter_checkpoint(trained):
+    meta = read_metadata(trained)
+    assert meta["info"]["task"] == "quadratic" and meta["info"]["profile"] == "smoke"
+    assert meta["info"]["command"].startswith("python -m l2l ")
+    # the same chapter function the notebook calls, with the same seed: the same φ
+    s = quadratic.settings("smoke", 0)
+    lstm, _ = quadratic.train(s, quadratic.base_family(s), progress=False)
+    loaded, _ = l2l.load_optimizer(trained)
+    for a, b in zip(lstm.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_evaluate_the_trained_checkpoint_at_smoke(trained, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(trained), "--profile", "smoke", "--device", "cpu", "--no-progress",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("LSTM", "SGD", "RMSprop", "Adam", "NAG"):
+        assert any(line.startswith(name + " ") for line in printed.splitlines()), printed
+    result = json.loads(out.read_text())
+    s = quadratic.settings("smoke")
+    assert result["task"] == "quadratic" and result["steps"] == s.steps and result["profile"] == "smoke"
+    assert set(result["summary"]) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}
+    assert all(len(c) == s.steps + 1 for c in result["mean_curves"].values())
+
+
+def test_evaluate_a_shipped_name_with_fewer_steps(capsys):
+    assert main(["evaluate", "quadratic", "--profile", "smoke", "--steps", "5", "--n", "1", "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert "5 steps, 1 test problems" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["evaluate", "no-such-optimizer", "--profile", "smoke"], "no trained optimizer named 'no-such-optimizer'"),
+    (["evaluate", "missing/lstm.safetensors", "--profile", "smoke"], "no optimizer checkpoint"),
+    (["train", "cifar"], "invalid choice"),
+    (["train", "quadratic", "--profile", "huge"], "invalid choice"),
+    (["evaluate", "quadratic", "--steps", "0"], "positive integer"),
+    (["evaluate"], "required"),
+    ([], "required"),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, match, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("l2l: error: ") and match in lines[0], captured.err
+
+
+def test_out_that_is_an_existing_file_is_an_error(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    assert main(["train", "quadratic", "--profile", "smoke", "--out", str(f)]) == 2
+    assert "not a .safetensors" in capsys.readouterr().err and f.read_text() == "keep me"
+
+
+def test_python_dash_m_exits_2_with_one_line_and_no_traceback():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("L2L_TRACEBACK", None)
+    result = subprocess.run([sys.executable, "-m", "l2l", "train", "nonsense"], capture_output=True, text=True,
+                            cwd=REPO, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("l2l: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {"train", "evaluate", "list"}
+    for name, sub in subparsers.choices.items():
+        assert sub.description, name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        sub.format_help()  # every help string formats (no stray % signs)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["train", "--help"])
+    assert exit_.value.code == 0
