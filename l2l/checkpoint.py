@@ -53,7 +53,10 @@ def load_optimizer(path, expect_architecture: dict | None = None, device="cpu") 
     arch = meta["architecture"]
     if expect_architecture is not None and arch != expect_architecture:
         raise ValueError(f"{path} holds an optimizer of architecture {arch}, not the requested {expect_architecture}")
-    optimizer = LSTMOptimizer.from_description(arch)
+    try:
+        optimizer = LSTMOptimizer.from_description(arch)
+    except (TypeError, KeyError, ValueError) as e:  # e.g. a config field this version of l2l does not know
+        raise ValueError(f"{path} describes an optimizer this l2l ({__version__}) cannot build: {e}") from None
     try:
         optimizer.load_state_dict(load_file(str(path)))
     except (SafetensorError, RuntimeError) as e:
