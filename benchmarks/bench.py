@@ -1,0 +1,271 @@
+"""Benchmarks for l2l; prints one JSON line per figure.
+
+    python benchmarks/bench.py                 # everything, CPU
+    python benchmarks/bench.py --only meta     # meta-training throughput: ours against R1 and R2
+    python benchmarks/bench.py --only apply    # applying a trained LSTM against torch.optim.Adam, with the floor
+    python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
+    python benchmarks/bench.py --device cuda   # the same on a GPU
+
+Every ratio is measured in one run, so machine noise cancels as far as it can. R1 and R2 are reference
+implementations kept inside this file (about 50 lines each):
+  R1: the pattern of public reproductions: one LSTM call per parameter tensor, a backward through the
+      unroll so far at every step (retain_graph=True), minibatches rebuilt on the host.
+  R2: a well-written eager version: one nn.LSTMCell call per layer over all coordinates, one backward per
+      unroll, data in memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import l2l
+from l2l.device import describe_device, pick_device
+from l2l.experiments import mnist
+from l2l.meta import MetaTrainConfig, train_on_problem
+from l2l.optimizer import preprocess
+
+UNROLL, HORIZON, BATCH = 20, 100, 128
+
+
+def emit(**row):
+    print(json.dumps(row), flush=True)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeats=3):
+    """Best wall time of `repeats` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# --------------------------------------------------------------------------------------------------- R1, R2
+class CellLSTM(nn.Module):
+    """Two nn.LSTMCell layers and a linear head, as the references build it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.head = nn.LSTMCell(2, 20), nn.LSTMCell(20, 20), nn.Linear(20, 1)
+
+    def forward(self, g, h):
+        h1, c1 = self.c1(preprocess(g), (h[0], h[1]))
+        h2, c2 = self.c2(h1, (h[2], h[3]))
+        return 0.1 * self.head(h2).squeeze(1), (h1, c1, h2, c2)
+
+
+def mlp_loss(params, x, y):
+    W1, b1, W2, b2 = params
+    return F.cross_entropy(F.linear(torch.sigmoid(F.linear(x, W1, b1)), W2, b2), y)
+
+
+def init_mlp(device):
+    g = torch.Generator().manual_seed(0)
+    shapes = [(20, 784), (20,), (10, 20), (10,)]
+    return [((torch.rand(s, generator=g) * 2 - 1) * 784 ** -0.5).to(device) for s in shapes]
+
+
+def r1_run(lstm, meta_opt, images_host, labels_host, device, steps=HORIZON):
+    """R1: per-tensor LSTM calls with offsets, backward through the unroll so far at every step."""
+    params = [p.requires_grad_() for p in init_mlp(device)]
+    n = sum(p.numel() for p in params)
+    hidden = [torch.zeros(n, 20, device=device) for _ in range(4)]
+    for t in range(steps):
+        if t % UNROLL == 0:
+            params = [p.detach().requires_grad_() for p in params]
+            hidden = [h.detach() for h in hidden]
+            total = 0
+        idx = torch.randint(0, len(labels_host), (BATCH,))
+        x = (images_host[idx].float() / 255).reshape(BATCH, -1).to(device)  # rebuilt on the host every step
+        loss = mlp_loss(params, x, labels_host[idx].to(device))
+        grads = torch.autograd.grad(loss, params, retain_graph=True)
+        new_params, new_hidden, offset = [], [[] for _ in range(4)], 0
+        for p, g in zip(params, grads):  # one LSTM call per tensor, state rows found by offset
+            k = p.numel()
+            update, hs = lstm(g.detach().reshape(-1), [h[offset:offset + k] for h in hidden])
+            for lst, h in zip(new_hidden, hs):
+                lst.append(h)
+            new_params.append(p + update.reshape(p.shape))
+            offset += k
+        params, hidden = new_params, [torch.cat(h) for h in new_hidden]
+        total = total + mlp_loss(params, x, labels_host[idx].to(device))
+        meta_opt.zero_grad()
+        total.backward(retain_graph=True)  # through the whole unroll so far, at every step
+        if t % UNROLL == UNROLL - 1:
+            meta_opt.step()
+
+
+def r2_run(lstm, meta_opt, images, labels, device, steps=HORIZON):
+    """R2: one batched call per layer over all coordinates, one backward per unroll, data in memory."""
+    shapes = [(20, 784), (20,), (10, 20), (10,)]
+    sizes = [torch.Size(s).numel() for s in shapes]
+    theta = torch.cat([p.reshape(-1) for p in init_mlp(device)])
+    hidden = tuple(torch.zeros(theta.numel(), 20, device=device) for _ in range(4))
+    for t in range(0, steps, UNROLL):
+        theta, hidden = theta.detach().requires_grad_(), tuple(h.detach() for h in hidden)
+        total = 0
+        for _ in range(UNROLL):
+            idx = torch.randint(0, len(labels), (BATCH,), device=device)
+            x, y = images[idx].reshape(BATCH, -1).float() / 255, labels[idx]
+            params = [p.view(s) for p, s in zip(theta.split(sizes), shapes)]
+            g, = torch.autograd.grad(mlp_loss(params, x, y), theta, retain_graph=True)
+            update, hidden = lstm(g, hidden)
+            theta = theta + update
+            total = total + mlp_loss([p.view(s) for p, s in zip(theta.split(sizes), shapes)], x, y)
+        meta_opt.zero_grad()
+        total.backward()
+        meta_opt.step()
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def bench_meta(device, repeats):
+    """Meta-training throughput on the MNIST base network at the paper's settings (optimizee steps/s)."""
+    family = mnist.family(device, **mnist.BASE)
+    images, labels = family.data("train")
+    images_host, labels_host = images.cpu(), labels.cpu()
+    cfg = MetaTrainConfig(horizon=HORIZON, unroll=UNROLL)
+    rates = {}
+
+    ours = mnist.make_optimizer(device)
+    ours_opt = torch.optim.Adam(ours.parameters(), 1e-4)
+    gen = torch.Generator().manual_seed(0)
+    rates["l2l"] = HORIZON / timed(lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg), device, repeats)
+
+    ref = CellLSTM().to(device)
+    ref_opt = torch.optim.Adam(ref.parameters(), 1e-4)
+    rates["R2"] = HORIZON / timed(lambda: r2_run(ref, ref_opt, images, labels, device), device, repeats)
+    # R1 is quadratic in the unroll length: time 2 unrolls and scale to steps per second
+    rates["R1"] = 2 * UNROLL / timed(lambda: r1_run(ref, ref_opt, images_host, labels_host, device, 2 * UNROLL),
+                                     device, max(1, repeats - 2))
+    for name, r in rates.items():
+        emit(figure="meta_training_steps_per_s", impl=name, steps_per_s=round(r, 2), device=str(device))
+    emit(figure="meta_training_ratio", l2l_over_R1=round(rates["l2l"] / rates["R1"], 2),
+         l2l_over_R2=round(rates["l2l"] / rates["R2"], 2))
+    bench_split(ours, family, device)
+
+
+def bench_split(lstm, family, device):
+    """Where one meta-training step goes: optimizee forward/backward, LSTM forward, meta-backward."""
+    problem = family.sample(torch.Generator().manual_seed(1))
+    theta = {g: t.requires_grad_() for g, t in problem.init().items()}
+
+    def optimizee():
+        torch.autograd.grad(problem.loss(theta).sum(), list(theta.values()))
+
+    state = lstm.init_state(theta)
+    grads = {g: torch.randn_like(t) for g, t in theta.items()}
+
+    def lstm_forward():
+        lstm.step(theta, grads, state)
+
+    def lstm_forward_backward():
+        new, _ = lstm.step(theta, grads, state)
+        sum(t.sum() for t in new.values()).backward()
+
+    t_opt = timed(optimizee, device, 5)
+    t_fwd = timed(lstm_forward, device, 5)
+    t_meta = timed(lstm_forward_backward, device, 5) - t_fwd
+    total = t_opt + t_fwd + t_meta
+    emit(figure="meta_step_split", optimizee_fwd_bwd_ms=round(1e3 * t_opt, 3), lstm_forward_ms=round(1e3 * t_fwd, 3),
+         meta_backward_ms=round(1e3 * t_meta, 3), share_lstm=round((t_fwd + t_meta) / total, 3))
+
+
+def measure_bandwidth_and_flops(device):
+    """Memory bandwidth (a large copy) and matmul throughput, to express the floor of a learned step."""
+    n = 64 * 2**20 if device.type == "cuda" else 16 * 2**20
+    a = torch.empty(n, device=device)
+    b = torch.empty_like(a)
+    t = timed(lambda: b.copy_(a), device, 5)
+    bandwidth = 2 * 4 * n / t
+    m = torch.randn(2048, 2048, device=device)
+    t = timed(lambda: m @ m, device, 5)
+    flops = 2 * 2048**3 / t
+    return bandwidth, flops
+
+
+def bench_apply(device, sizes):
+    """A trained LSTM applied as an optimizer step vs torch.optim.Adam on the same parameters; the floor."""
+    bandwidth, flops = measure_bandwidth_and_flops(device)
+    emit(figure="machine", bandwidth_GBps=round(bandwidth / 1e9, 2), matmul_GFLOPs=round(flops / 1e9, 1),
+         device=str(device))
+    lstm = mnist.make_optimizer(device)
+    for n in sizes:
+        p = torch.zeros(n, device=device, requires_grad=True)
+        p.grad = torch.randn(n, device=device)
+        adam = torch.optim.Adam([p], lr=1e-3)
+        t_adam = timed(adam.step, device, 3)
+        theta, grads = {"p": p.detach()}, {"p": p.grad}
+        state = lstm.init_state(theta)
+
+        def learned_step():
+            with torch.no_grad():
+                lstm.step(theta, grads, state)
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t_lstm = timed(learned_step, device, 3)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        # floor: read and write 2 layers × (h, c) × 20 floats per coordinate, plus θ and ∇; ~10⁴ FLOPs
+        bytes_moved = n * 4 * (2 * 2 * 2 * 20 + 3)
+        step_flops = n * 2 * (4 * 20 * (2 + 20) + 4 * 20 * (20 + 20) + 20)
+        floor = max(bytes_moved / bandwidth, step_flops / flops)
+        emit(figure="apply_step", n_params=n, lstm_ms=round(1e3 * t_lstm, 3), adam_ms=round(1e3 * t_adam, 3),
+             lstm_over_adam=round(t_lstm / t_adam, 1), floor_ms=round(1e3 * floor, 3),
+             over_floor=round(t_lstm / floor, 1), peak_cuda_MB=peak and round(peak / 2**20, 1))
+
+
+def bench_scaling(device, sizes):
+    """Time and memory of one meta-training unroll (20 steps) against the number of coordinates."""
+    from l2l.problems import QuadraticFamily  # a problem whose own cost is negligible next to the LSTM's
+
+    lstm = mnist.make_optimizer(device)
+    meta_opt = torch.optim.Adam(lstm.parameters(), 1e-4)
+    cfg = MetaTrainConfig(horizon=UNROLL, unroll=UNROLL)
+    for n in sizes:
+        family = QuadraticFamily(dim=10, batch=max(1, n // 10), device=device)
+        problem = family.sample(torch.Generator().manual_seed(0))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t = timed(lambda: train_on_problem(lstm, problem, meta_opt, cfg), device, 1)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        emit(figure="scaling", n_coords=n, ms_per_step=round(1e3 * t / UNROLL, 3),
+             us_per_step_per_1k_coords=round(1e6 * t / UNROLL / (n / 1e3), 2), peak_cuda_MB=peak and round(peak / 2**20, 1))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--only", choices=["meta", "apply", "scaling"], help="run one group of figures")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
+    parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    emit(figure="environment", python=sys.version.split()[0], torch=torch.__version__, l2l=l2l.__version__,
+         device=describe_device(device), platform=platform.platform(), threads=torch.get_num_threads())
+    sizes = [int(10**k) for k in range(3, 8) if 10**k <= args.max_coords]
+    if args.only in (None, "meta"):
+        bench_meta(device, args.repeats)
+    if args.only in (None, "apply"):
+        bench_apply(device, [n for n in sizes if n >= 10**4])
+    if args.only in (None, "scaling"):
+        bench_scaling(device, sizes)
+
+
+if __name__ == "__main__":
+    main()
