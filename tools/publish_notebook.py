@@ -2,8 +2,8 @@
 
     python tools/publish_notebook.py /tmp/02_mnist_paper.ipynb notebooks/02_mnist.ipynb
 
-Drops papermill's injected-parameters cell (run.json records the parameters) and the empty "tags" lists
-papermill adds, so the notebook stays in sync with its py:percent pair (a test checks this).
+Drops papermill's injected-parameters cell (run.json records the parameters), its per-cell metadata and the
+empty "tags" lists it adds, so the notebook stays in sync with its py:percent pair (a test checks this).
 """
 import sys
 
@@ -15,6 +15,8 @@ def publish(executed: str, target: str) -> None:
     nb = nbformat.read(executed, as_version=4)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
+        for key in ("papermill", "execution"):  # per-cell timings: run.json keeps the wall time
+            cell.metadata.pop(key, None)
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
     pair = jupytext.read(target[: -len(".ipynb")] + ".py")
