@@ -76,3 +76,22 @@ def plot_grid(cells: list[dict], trained_width: int | None = None):
     axes[0][0].legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_image_grid(rows: dict[str, dict], title: str = ""):
+    """Figure 9: one row per setting, one column per image ({column title: [3, H, W] in [0, 1]})."""
+    n_cols = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.2 * n_cols, 2.4 * len(rows)), squeeze=False)
+    for ax_row, (label, images) in zip(axes, rows.items()):
+        for ax, (column, image) in zip(ax_row, images.items()):
+            ax.imshow(image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+            ax.set_title(column, fontsize=9)
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+        ax_row[0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
