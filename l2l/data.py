@@ -66,7 +66,7 @@ def _decode(root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def _save_cache(tensors: dict[str, Tensor], path: Path) -> None:
+def save_cache(tensors: dict[str, Tensor], path: Path) -> None:
     """Atomic, so a crash or a parallel run never leaves half a cache file; an unwritable cache only costs a
     re-decode next time."""
     from safetensors.torch import save_file
@@ -116,7 +116,7 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
     if tensors is None or set(tensors) != {"images", "labels"} or tensors["images"].shape != (n, 28, 28):
         images, labels = _decode(root, split, download=False)
         tensors = {"images": images, "labels": labels}
-        _save_cache(tensors, path)
+        save_cache(tensors, path)
     _LOADED[key] = (tensors["images"].to(device), tensors["labels"].to(device))
     return _LOADED[key]
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .data import cache_dir, data_root
+from .data import cache_dir, data_root, save_cache
 from .fileio import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # torchvision
@@ -134,17 +134,6 @@ def _decode_pickles(root: Path, split: str, download: bool) -> tuple[Tensor, Ten
     return images, torch.tensor(ds.targets, dtype=torch.int64)
 
 
-def _save_cache(tensors: dict[str, Tensor], path: Path) -> None:
-    """Atomic, so a crash or a parallel run never leaves half a cache file; an unwritable cache only costs a
-    re-decode next time."""
-    from safetensors.torch import save_file
-
-    try:
-        atomic_write(path, lambda tmp: save_file(tensors, tmp))
-    except OSError:
-        pass
-
-
 def _cache_key(parts: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -214,7 +203,7 @@ def load_cifar10(split: str, device: torch.device | str = "cpu", download: bool 
     if tensors is None or set(tensors) != {"images", "labels"} or tensors["images"].shape[1:] != (3, 32, 32):
         images, labels = _decode_pickles(root, split, False) if kind == "pickles" else _decode_tree(per_class)
         tensors = {"images": images, "labels": labels}
-        _save_cache(tensors, path)
+        save_cache(tensors, path)
     n = tensors["labels"].shape[0]
     _LOADED[key] = CIFAR10Data(tensors["images"].to(device), tensors["labels"].to(device),
                                f"{source}: {n:,} {split} images")

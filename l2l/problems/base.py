@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -35,3 +36,20 @@ class ProblemFamily(Protocol):
 def child_seed(generator: torch.Generator) -> int:
     """A seed drawn from `generator`, for a problem's own minibatch generator."""
     return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+class MinibatchClassifier:
+    """Shared by the MNIST and CIFAR problems: device-resident `images`/`labels`, a device `generator` of the
+    problem's own, and `forward(theta, images) -> logits`. One instance: loss shape [1]."""
+
+    n_instances = 1
+
+    def sample_batch(self) -> tuple[Tensor, Tensor]:
+        """The next minibatch (images, labels), drawn on the device from this problem's generator."""
+        idx = torch.randint(0, self.labels.shape[0], (self.family.batch_size,),
+                            generator=self.generator, device=self.labels.device)
+        return self.images[idx], self.labels[idx]
+
+    def loss(self, theta: dict[str, Tensor]) -> Tensor:
+        images, labels = self.sample_batch()
+        return F.cross_entropy(self.forward(theta, images), labels).reshape(1)

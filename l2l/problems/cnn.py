@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data_cifar import CLASSES, MEAN, SPLITS, STD, load_cifar10, subset_classes
-from .base import child_seed
+from .base import MinibatchClassifier, child_seed
 
 INITS = ("torch", "official")
 ASSIGNS = ("paper", "official")
@@ -59,10 +59,8 @@ class Spec:
         return math.prod(self.shape)
 
 
-class CNNProblem:
+class CNNProblem(MinibatchClassifier):
     """One freshly initialised CNN on a CIFAR-10 label subset; a single instance (loss shape [1])."""
-
-    n_instances = 1
 
     def __init__(self, family: "CNNFamily", theta0: dict[str, Tensor], generator: torch.Generator):
         self.family, self.theta0, self.generator = family, theta0, generator
@@ -94,16 +92,6 @@ class CNNProblem:
         x = F.linear(x.flatten(1), p["fc.weight"])
         x = F.relu(F.batch_norm(x, None, None, p["fc.bn.gamma"], p["fc.bn.beta"], training=True))
         return F.linear(x, p["out.weight"], p["out.bias"])
-
-    def sample_batch(self) -> tuple[Tensor, Tensor]:
-        """The next minibatch (images, labels), drawn on the device from this problem's generator."""
-        idx = torch.randint(0, self.labels.shape[0], (self.family.batch_size,),
-                            generator=self.generator, device=self.labels.device)
-        return self.images[idx], self.labels[idx]
-
-    def loss(self, theta: dict[str, Tensor]) -> Tensor:
-        images, labels = self.sample_batch()
-        return F.cross_entropy(self.forward(theta, images), labels).reshape(1)
 
     @torch.no_grad()
     def accuracy(self, theta, split: str | None = None, chunk: int = 1000, max_images: int | None = None) -> float:

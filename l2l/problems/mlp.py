@@ -20,16 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import META_TRAIN_SPLIT, SPLITS, TEST_SPLIT, load_mnist
-from .base import child_seed
+from .base import MinibatchClassifier, child_seed
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 INITS = ("torch", "official")
 
 
-class MLPProblem:
+class MLPProblem(MinibatchClassifier):
     """One freshly initialised MLP on MNIST; a single instance (loss shape [1])."""
-
-    n_instances = 1
 
     def __init__(self, family: "MLPFamily", theta0: Tensor, generator: torch.Generator):
         self.family, self.theta0, self.generator = family, theta0, generator
@@ -63,16 +61,6 @@ class MLPProblem:
             if i < len(layers) - 1:
                 x = act(x)
         return x
-
-    def sample_batch(self) -> tuple[Tensor, Tensor]:
-        """The next minibatch (images, labels), drawn on the device from this problem's generator."""
-        idx = torch.randint(0, self.labels.shape[0], (self.family.batch_size,),
-                            generator=self.generator, device=self.labels.device)
-        return self.images[idx], self.labels[idx]
-
-    def loss(self, theta: dict[str, Tensor]) -> Tensor:
-        images, labels = self.sample_batch()
-        return F.cross_entropy(self.forward(theta, images), labels).reshape(1)
 
     @torch.no_grad()
     def accuracy(self, theta, split: str = TEST_SPLIT, chunk: int = 10_000) -> float:
