@@ -28,8 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .data import cache_dir, data_root
-from .fileio import atomic_write
+from .data import cache_dir, data_root, save_cache
 
 H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 SOURCES = ("torchvision", "h5")
@@ -98,7 +97,7 @@ def convert_h5(path: Path | str) -> dict[str, Tensor]:
 
 def _h5_state(path: Path) -> dict[str, Tensor]:
     """convert_h5, cached as safetensors keyed on the file's path, size and mtime."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     st = path.stat()
     stamp = hashlib.sha256(f"{path}|{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -111,10 +110,7 @@ def _h5_state(path: Path) -> dict[str, Tensor]:
         except Exception:
             pass  # a damaged cache is derived data: convert again
     state = convert_h5(path)
-    try:
-        atomic_write(cached, lambda tmp: save_file(state, tmp))
-    except OSError:
-        pass  # an unwritable cache only costs a conversion next time
+    save_cache(state, cached)  # atomic; an unwritable cache only costs a conversion next time
     return state
 
 

@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import cache_dir, data_root, load_image
-from ..fileio import atomic_write
+from ..data import cache_dir, data_root, load_image, save_cache
 from ..vgg import CONTENT_LAYERS, GATYS_LAYERS, STYLE_LAYERS, load_vgg19
 
 # Content photos: (folder under <L2L_DATA>/images/content, glob, sort key) and each split's [start, stop) in
@@ -101,7 +100,7 @@ def list_images(folder: Path, pattern: str) -> list[Path]:
 
 def read_folder(paths: list[Path], size: int) -> Tensor:
     """Files → uint8 [N, 3, size, size], cached in cache_dir() keyed on the files' paths, sizes and mtimes."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     stamp = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths) + f"|{size}"
     cached = cache_dir() / f"images-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.safetensors"
@@ -114,10 +113,7 @@ def read_folder(paths: list[Path], size: int) -> Tensor:
             pass  # damaged cache: decode again
     images = torch.stack([resize(load_image(p), size) for p in paths]) if paths else torch.zeros(0, 3, size, size,
                                                                                                   dtype=torch.uint8)
-    try:
-        atomic_write(cached, lambda tmp: save_file({"images": images.contiguous()}, tmp))
-    except OSError:
-        pass
+    save_cache({"images": images.contiguous()}, cached)
     return images
 
 
