@@ -27,12 +27,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(dc, "_LOADED", {})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_family(n: int = 256, **kw) -> CNNFamily:

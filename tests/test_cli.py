@@ -20,12 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
+def plain_errors(monkeypatch, one_thread):
     monkeypatch.delenv("L2L_TRACEBACK", raising=False)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_LSTM = LSTMConfig(preprocess=True, output_scale=0.1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast and does not suffer when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def regression(seed=0, n=64):

@@ -30,13 +30,6 @@ def data_env(monkeypatch):
     monkeypatch.delenv("L2L_DOWNLOAD", raising=False)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one thread is as fast and does not collapse when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def synthetic_family(**kw) -> MLPFamily:
