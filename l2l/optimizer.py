@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from .fused_lstm import lstm_layer
+
 
 def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
     """The paper's gradient preprocessing (Appendix A), one row (log-magnitude, sign) per coordinate.
@@ -51,14 +53,24 @@ class LSTMConfig:
 
 @dataclass
 class LSTMState:
-    """Hidden and cell state of one coordinatewise LSTM: [layers, n_coords, hidden] each."""
+    """Hidden and cell state of one coordinatewise LSTM: one [n_coords, hidden] tensor per layer in each.
 
-    h: Tensor
-    c: Tensor
+    Kept per layer, not stacked, so a step neither copies the state into one tensor nor scatters the
+    meta-gradient back out of it. `stacked()` gives [layers, n_coords, hidden] tensors for inspection.
+    """
+
+    h: tuple[Tensor, ...]
+    c: tuple[Tensor, ...]
+
+    def __post_init__(self):
+        self.h, self.c = tuple(self.h), tuple(self.c)  # a stacked [layers, n, hidden] tensor splits per layer
 
     def detach(self) -> "LSTMState":
         """Cut the graph at a truncation boundary (truncated BPTT)."""
-        return LSTMState(self.h.detach(), self.c.detach())
+        return LSTMState(tuple(h.detach() for h in self.h), tuple(c.detach() for c in self.c))
+
+    def stacked(self) -> tuple[Tensor, Tensor]:
+        return torch.stack(self.h), torch.stack(self.c)
 
 
 class CoordinatewiseLSTM(nn.Module):
@@ -76,7 +88,7 @@ class CoordinatewiseLSTM(nn.Module):
         p = self.head.weight
         shape = (self.config.layers, n_coords, self.config.hidden)
         zeros = torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
-        return LSTMState(zeros, zeros.clone())
+        return LSTMState(zeros, zeros.clone())  # split per layer by LSTMState
 
     def forward(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
@@ -84,12 +96,12 @@ class CoordinatewiseLSTM(nn.Module):
         x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
         for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
-            h, c = cell(x, (state.h[layer], state.c[layer]))
+            h, c = lstm_layer(x, state.h[layer], state.c[layer], cell)
             hs.append(h)
             cs.append(c)
             x = h
         update = self.head(x).reshape(grad.shape) * cfg.output_scale
-        return update, LSTMState(torch.stack(hs), torch.stack(cs))
+        return update, LSTMState(hs, cs)
 
 
 class LSTMOptimizer(nn.Module):

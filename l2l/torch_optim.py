@@ -130,15 +130,16 @@ class LearnedOptimizer(torch.optim.Optimizer):
         dtype = net.head.weight.dtype
         for p in params:
             if not self.state[p]:
-                fresh = net.init_state(p.numel(), p.device, dtype)
-                self.state[p].update(h=fresh.h, c=fresh.c)
+                h, c = net.init_state(p.numel(), p.device, dtype).stacked()
+                self.state[p].update(h=h, c=c)
         states = [self.state[p] for p in params]
         grad = torch.cat([p.grad.reshape(-1).to(dtype) for p in params])
         h = torch.cat([s["h"] for s in states], dim=1) if len(params) > 1 else states[0]["h"]
         c = torch.cat([s["c"] for s in states], dim=1) if len(params) > 1 else states[0]["c"]
         update, new = net(grad, LSTMState(h, c))
         sizes = [p.numel() for p in params]
-        for p, s, u, h, c in zip(params, states, update.split(sizes), new.h.split(sizes, 1), new.c.split(sizes, 1)):
+        new_h, new_c = new.stacked()
+        for p, s, u, h, c in zip(params, states, update.split(sizes), new_h.split(sizes, 1), new_c.split(sizes, 1)):
             p.add_(u.view(p.shape).to(p.dtype), alpha=group["lr"])
             s["h"], s["c"] = h.contiguous(), c.contiguous()  # replaced, never written in place
 

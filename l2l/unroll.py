@@ -43,6 +43,21 @@ def loss_and_grads(problem, theta, keep_graph: bool, second_order: bool = False)
     return losses, dict(zip(groups, grads))
 
 
+def linearized_loss_and_grads(problem, theta):
+    """f(θ) and ∇ as `loss_and_grads(keep_graph=True)` gives them, without keeping the optimizee's graph.
+
+    With ∇ detached (first order), the meta-loss depends on φ only through θ, and ∂f(θ_t)/∂θ_t is ∇_t,
+    which this step computes anyway. So f is evaluated on a detached copy of θ, and each returned loss is
+    f(θ_t) + (⟨θ_t, ∇_t⟩ − the same value detached) / n_instances: the same value, and under the meta-loss's
+    sums and means over instances the same gradient to φ. A backward through the unroll then only runs
+    through the LSTM's steps, and the 20 optimizee graphs of an unroll are never held in memory at once.
+    """
+    leaf = {g: t.detach().requires_grad_(True) for g, t in theta.items()}
+    losses, grads = loss_and_grads(problem, leaf, keep_graph=False)
+    link = sum((theta[g] * grads[g]).sum() for g in theta)
+    return losses.detach() + (link - link.detach()) / losses.numel(), grads
+
+
 def start(optimizer, problem) -> Trajectory:
     """θ_0, f(θ_0) and ∇_0 of a fresh problem, with the optimizer's initial state."""
     theta = {g: t.requires_grad_(True) for g, t in problem.init().items()}
@@ -52,13 +67,16 @@ def start(optimizer, problem) -> Trajectory:
 
 
 def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
-           second_order: bool = False) -> tuple[list[Tensor], Trajectory]:
+           second_order: bool = False, retain_optimizee_graph: bool = False) -> tuple[list[Tensor], Trajectory]:
     """Advance `traj` by `steps` optimizer steps.
 
     Returns the losses f(θ_{t+1}) … f(θ_{t+steps}) (each [n_instances]) and the new trajectory.
     With track_graph the losses carry the graph to φ through every θ update of this unroll; the caller
     backpropagates their sum once and then calls `cut` on the trajectory. Without it every step is
     detached at once, so memory stays flat however long the run.
+    The meta-gradient is first order (∇ detached) unless second_order. First-order losses are linearized
+    (see `linearized_loss_and_grads`); retain_optimizee_graph=True backpropagates through the optimizee's
+    own graph instead, which gives the same meta-gradient more slowly (kept to test exactly that).
     """
     theta, grads, state = traj.theta, traj.grads, traj.state
     losses = []
@@ -69,8 +87,11 @@ def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
             theta = {g: t.detach() for g, t in theta.items()}
         else:
             theta, state = optimizer.step(theta, grads, state)
-        theta = {g: t if t.requires_grad else t.requires_grad_(True) for g, t in theta.items()}
-        step_losses, grads = loss_and_grads(problem, theta, keep_graph=track_graph, second_order=second_order)
+        if track_graph and not (second_order or retain_optimizee_graph):
+            step_losses, grads = linearized_loss_and_grads(problem, theta)
+        else:
+            theta = {g: t if t.requires_grad else t.requires_grad_(True) for g, t in theta.items()}
+            step_losses, grads = loss_and_grads(problem, theta, keep_graph=track_graph, second_order=second_order)
         losses.append(step_losses if track_graph else step_losses.detach())
     last = losses[-1].detach() if losses else traj.loss
     return losses, Trajectory(theta, last, grads, state, traj.step + steps)

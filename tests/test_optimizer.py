@@ -7,7 +7,7 @@ import torch
 import l2l
 from l2l.optimizer import CoordinatewiseLSTM, LSTMConfig, LSTMOptimizer, preprocess
 from l2l.problems import QuadraticFamily
-from l2l.unroll import start, unroll
+from l2l.unroll import cut, start, unroll
 
 
 def test_preprocessing_matches_formula_on_both_branches():
@@ -42,8 +42,9 @@ def test_permuting_coordinates_permutes_updates_and_state():
         u, state = net(g, state)
         up, state_p = net(g[perm], state_p)
         torch.testing.assert_close(up, u[perm])
-    torch.testing.assert_close(state_p.h, state.h[:, perm])
-    torch.testing.assert_close(state_p.c, state.c[:, perm])
+    (h_p, c_p), (h, c) = state_p.stacked(), state.stacked()
+    torch.testing.assert_close(h_p, h[:, perm])
+    torch.testing.assert_close(c_p, c[:, perm])
 
 
 def test_coordinates_never_share_state_rows():
@@ -59,10 +60,11 @@ def test_coordinates_never_share_state_rows():
     _, s2 = net(g2, s2)
     u1, s1 = net(g, s1)
     u2, s2 = net(g, s2)  # same gradient now; only coordinate 3 remembers a different past
-    changed = (s1.h - s2.h).abs().sum(dim=(0, 2)) > 0
+    (h1, c1), (h2, _) = s1.stacked(), s2.stacked()
+    changed = (h1 - h2).abs().sum(dim=(0, 2)) > 0
     assert changed.tolist() == [i == 3 for i in range(n)]
     assert ((u1 - u2).abs() > 0).tolist() == [i == 3 for i in range(n)]
-    assert s1.h.shape == (2, n, 20) and s1.c.shape == (2, n, 20)
+    assert h1.shape == (2, n, 20) and c1.shape == (2, n, 20)
 
 
 def test_parameter_count_does_not_depend_on_problem_size():
@@ -92,6 +94,43 @@ def test_phi_gets_gradients_through_the_unroll_but_grads_carry_no_graph():
     torch.stack([l.mean() for l in losses]).sum().backward()
     for name, p in opt.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("family", ["quadratic", "mlp"])
+def test_linearized_losses_give_the_meta_gradient_of_the_optimizee_graph(family):
+    """The fast path (optimizee graph dropped, ∂f/∂θ_t = ∇_t) gives the same values and meta-gradient
+    as backpropagating through every retained optimizee graph."""
+    from l2l.problems import MLPFamily
+
+    results = []
+    for retain in (False, True):
+        torch.manual_seed(0)
+        opt = LSTMOptimizer(config=LSTMConfig(output_scale=0.1))
+        if family == "quadratic":
+            problem = QuadraticFamily(batch=3).sample(torch.Generator().manual_seed(0))
+        else:  # MNIST-shaped random data: the arithmetic needs no dataset
+            fam = MLPFamily(hidden=(5,), batch_size=16)
+            g = torch.Generator().manual_seed(1)
+            fam._data[fam.split] = (torch.randint(0, 256, (64, 28, 28), generator=g, dtype=torch.uint8),
+                                    torch.randint(0, 10, (64,), generator=g))
+            problem = fam.sample(torch.Generator().manual_seed(0))
+        traj = start(opt, problem)
+        values, grads = [], []
+        for _ in range(2):  # two unrolls: the second starts from a cut, non-zero LSTM state
+            losses, traj = unroll(opt, problem, traj, 4, track_graph=True, retain_optimizee_graph=retain)
+            opt.zero_grad()
+            torch.stack([l.mean() for l in losses]).sum().backward()
+            values.append(torch.stack(losses).detach())
+            grads.append([p.grad.clone() for p in opt.parameters()])
+            traj = cut(traj)
+        results.append((values, grads))
+    (v_fast, g_fast), (v_ref, g_ref) = results
+    for a, b in zip(v_fast, v_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a_list, b_list in zip(g_fast, g_ref):
+        assert any(b.abs().sum() > 0 for b in b_list)
+        for a, b in zip(a_list, b_list):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_second_order_keeps_the_gradient_graph():

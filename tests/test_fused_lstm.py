@@ -1,0 +1,81 @@
+"""The fused CPU LSTM layer against PyTorch's own cell: values, gradients, fallbacks."""
+import pytest
+import torch
+
+import l2l.fused_lstm as fused
+from l2l.optimizer import CoordinatewiseLSTM, LSTMConfig
+
+
+def test_fast_tanh_and_sigmoid_match_torch_to_float32_accuracy():
+    x = torch.linspace(-30, 30, 200_001)
+    assert (fused.fast_tanh(x) - torch.tanh(x)).abs().max() < 1e-6
+    assert (fused.fast_sigmoid(x) - torch.sigmoid(x)).abs().max() < 1e-6
+    assert fused.fast_tanh(torch.tensor([0.0])).item() == 0.0
+
+
+def _unroll(net, n, steps, seed):
+    """A few steps of the LSTM with a loss that uses every update and the last state; returns loss, φ-grads."""
+    torch.manual_seed(seed)
+    state, loss = net.init_state(n), 0
+    for _ in range(steps):
+        g = torch.randn(n) * torch.logspace(-6, 1, n)  # both preprocessing branches
+        update, state = net(g, state)
+        loss = loss + (update * torch.randn(n)).sum()
+    loss = loss + state.h[-1].sum() + state.c[0].square().sum()
+    net.zero_grad()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("preprocess,layers,hidden", [(True, 2, 20), (False, 1, 7), (True, 3, 16)])
+def test_fused_layer_matches_nn_lstm_cell_forward_and_backward(monkeypatch, preprocess, layers, hidden):
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(LSTMConfig(hidden=hidden, layers=layers, preprocess=preprocess, output_scale=1.0))
+    with torch.no_grad():  # larger weights than the default init, so gates saturate too
+        for p in net.parameters():
+            p.mul_(3)
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("L2L_FUSED", mode)
+        results[mode] = _unroll(net, n=301, steps=6, seed=1)
+    assert fused.usable(torch.zeros(1)), f"the fused path did not compile here: {fused._state['broken']}"
+    (loss_ref, grads_ref), (loss_fused, grads_fused) = results["0"], results["1"]
+    torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-5, atol=1e-4)
+    for a, b in zip(grads_fused, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_fused_layer_passes_gradients_to_its_input_and_state():
+    """Second order or a stacked model may need dL/dx; every input gradient matches the reference."""
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(4, 5)
+    x, h, c = (torch.randn(9, k, requires_grad=True) for k in (4, 5, 5))
+    grads = []
+    for layer in (fused.reference_layer, None):
+        if layer is None:
+            h2, c2 = fused.FusedLSTMLayer.apply(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
+        else:
+            h2, c2 = layer(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        grads.append(torch.autograd.grad((h2 * 1.7).sum() + (c2 ** 2).sum(), (x, h, c, cell.weight_ih)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_path_is_skipped_where_it_does_not_apply(monkeypatch):
+    assert not fused.usable(torch.zeros(2, dtype=torch.float64))  # its tanh is float32-accurate only
+    monkeypatch.setenv("L2L_FUSED", "0")
+    assert not fused.usable(torch.zeros(2))
+
+
+def test_a_failed_compile_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_state", {"broken": None})
+
+    def no_compiler(fn):
+        raise RuntimeError("no working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    net = CoordinatewiseLSTM()
+    with pytest.warns(RuntimeWarning, match="could not be compiled"):
+        update, _ = net(torch.randn(5), net.init_state(5))
+    assert update.shape == (5,) and not fused.usable(torch.zeros(1))
