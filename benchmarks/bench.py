@@ -12,11 +12,14 @@ implementations kept inside this file (about 50 lines each):
       unroll so far at every step (retain_graph=True), minibatches rebuilt on the host.
   R2: a well-written eager version: one nn.LSTMCell call per layer over all coordinates, one backward per
       unroll, data in memory.
+Beside l2l itself, the meta-training figure times l2l with the fused CPU cell turned off (L2L_FUSED=0)
+and l2l with a meta-batch of --meta-batch problems per LSTM call, so each change is measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -28,7 +31,7 @@ from torch import nn
 import l2l
 from l2l.device import describe_device, pick_device
 from l2l.experiments import mnist
-from l2l.meta import MetaTrainConfig, train_on_problem
+from l2l.meta import MetaTrainConfig, sample_problem, train_on_problem
 from l2l.optimizer import preprocess
 
 UNROLL, HORIZON, BATCH = 20, 100, 128
@@ -43,9 +46,10 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, repeats=3):
+def timed(fn, device, repeats=3, warmup=True):
     """Best wall time of `repeats` calls (after one warm-up call)."""
-    fn()
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         sync(device)
@@ -134,34 +138,66 @@ def r2_run(lstm, meta_opt, images, labels, device, steps=HORIZON):
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def bench_meta(device, repeats):
+def interleaved_best(runs: dict, device, repeats: int) -> dict:
+    """Best time of each callable over `repeats` rounds, the callables taking turns within each round, so a
+    slow spell of a noisy machine hits every implementation rather than one (one warm-up call each first)."""
+    for fn in runs.values():
+        fn()
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            best[name] = min(best[name], timed(fn, device, 1, warmup=False))
+    return best
+
+
+def fused_off(fn):
+    """fn with the fused CPU cell turned off (nn.LSTMCell's own kernels), as before issue 8."""
+    def call():
+        old = os.environ.get("L2L_FUSED")
+        os.environ["L2L_FUSED"] = "0"
+        try:
+            fn()
+        finally:
+            os.environ.pop("L2L_FUSED") if old is None else os.environ.__setitem__("L2L_FUSED", old)
+    return call
+
+
+def bench_meta(device, repeats, meta_batch):
     """Meta-training throughput on the MNIST base network at the paper's settings (optimizee steps/s)."""
     family = mnist.family(device, **mnist.BASE)
     images, labels = family.data("train")
     images_host, labels_host = images.cpu(), labels.cpu()
     cfg = MetaTrainConfig(horizon=HORIZON, unroll=UNROLL)
-    rates = {}
+    gen = torch.Generator().manual_seed(0)
 
     ours = mnist.make_optimizer(device)
     ours_opt = torch.optim.Adam(ours.parameters(), 1e-4)
-    gen = torch.Generator().manual_seed(0)
-    rates["l2l"] = HORIZON / timed(lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg), device, repeats)
-
     ref = CellLSTM().to(device)
     ref_opt = torch.optim.Adam(ref.parameters(), 1e-4)
-    rates["R2"] = HORIZON / timed(lambda: r2_run(ref, ref_opt, images, labels, device), device, repeats)
-    # R1 is quadratic in the unroll length: time 2 unrolls and scale to steps per second
-    rates["R1"] = 2 * UNROLL / timed(lambda: r1_run(ref, ref_opt, images_host, labels_host, device, 2 * UNROLL),
-                                     device, max(1, repeats - 2))
+    # each entry: (callable, optimizee steps it runs)
+    runs = {
+        "l2l": (lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg), HORIZON),
+        "l2l, unfused cell": (fused_off(lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg)), HORIZON),
+        f"l2l, meta-batch {meta_batch}": (
+            lambda: train_on_problem(ours, sample_problem(family, gen, meta_batch), ours_opt, cfg), meta_batch * HORIZON),
+        "R2": (lambda: r2_run(ref, ref_opt, images, labels, device), HORIZON),
+        # R1 is quadratic in the unroll length: time 2 unrolls and scale to steps per second
+        "R1": (lambda: r1_run(ref, ref_opt, images_host, labels_host, device, 2 * UNROLL), 2 * UNROLL),
+    }
+    best = interleaved_best({k: fn for k, (fn, _) in runs.items()}, device, repeats)
+    rates = {k: runs[k][1] / t for k, t in best.items()}
     for name, r in rates.items():
         emit(figure="meta_training_steps_per_s", impl=name, steps_per_s=round(r, 2), device=str(device))
     emit(figure="meta_training_ratio", l2l_over_R1=round(rates["l2l"] / rates["R1"], 2),
-         l2l_over_R2=round(rates["l2l"] / rates["R2"], 2))
+         l2l_over_R2=round(rates["l2l"] / rates["R2"], 2),
+         fused_over_unfused=round(rates["l2l"] / rates["l2l, unfused cell"], 2),
+         meta_batch_over_l2l=round(rates[f"l2l, meta-batch {meta_batch}"] / rates["l2l"], 2))
     bench_split(ours, family, device)
 
 
 def bench_split(lstm, family, device):
-    """Where one meta-training step goes: optimizee forward/backward, LSTM forward, meta-backward."""
+    """Where one meta-training step goes: the optimizee's forward/backward, the LSTM's forward and the
+    meta-backward through it (the optimizee's graph is not kept: see l2l.unroll.linearized_loss_and_grads)."""
     problem = family.sample(torch.Generator().manual_seed(1))
     theta = {g: t.requires_grad_() for g, t in problem.init().items()}
 
@@ -178,12 +214,12 @@ def bench_split(lstm, family, device):
         new, _ = lstm.step(theta, grads, state)
         sum(t.sum() for t in new.values()).backward()
 
-    t_opt = timed(optimizee, device, 5)
-    t_fwd = timed(lstm_forward, device, 5)
-    t_meta = timed(lstm_forward_backward, device, 5) - t_fwd
-    total = t_opt + t_fwd + t_meta
-    emit(figure="meta_step_split", optimizee_fwd_bwd_ms=round(1e3 * t_opt, 3), lstm_forward_ms=round(1e3 * t_fwd, 3),
-         meta_backward_ms=round(1e3 * t_meta, 3), share_lstm=round((t_fwd + t_meta) / total, 3))
+    t = interleaved_best({"opt": optimizee, "fwd": lstm_forward, "both": lstm_forward_backward}, device, 7)
+    t_meta = max(t["both"] - t["fwd"], 0.0)
+    total = t["opt"] + t["fwd"] + t_meta
+    emit(figure="meta_step_split", optimizee_fwd_bwd_ms=round(1e3 * t["opt"], 3),
+         lstm_forward_ms=round(1e3 * t["fwd"], 3), meta_backward_ms=round(1e3 * t_meta, 3),
+         share_lstm=round((t["fwd"] + t_meta) / total, 3))
 
 
 def measure_bandwidth_and_flops(device):
@@ -254,13 +290,14 @@ def main(argv=None):
     parser.add_argument("--only", choices=["meta", "apply", "scaling"], help="run one group of figures")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
     parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
+    parser.add_argument("--meta-batch", type=int, default=4, help="problems per LSTM call in the meta-batched row")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     emit(figure="environment", python=sys.version.split()[0], torch=torch.__version__, l2l=l2l.__version__,
          device=describe_device(device), platform=platform.platform(), threads=torch.get_num_threads())
     sizes = [int(10**k) for k in range(3, 8) if 10**k <= args.max_coords]
     if args.only in (None, "meta"):
-        bench_meta(device, args.repeats)
+        bench_meta(device, args.repeats, args.meta_batch)
     if args.only in (None, "apply"):
         bench_apply(device, [n for n in sizes if n >= 10**4])
     if args.only in (None, "scaling"):

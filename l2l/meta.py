@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import save_optimizer
 from .evaluate import evaluate
-from .training_state import capture, check_resumable, describe_family, load_state, restore, save_state
+from .problems.batch import MetaBatch
+from .training_state import (capture, check_resumable, describe_family, load_state, restore, save_state,
+                             sweep_orphans)
 from .unroll import cut, start, unroll
 
 VAL_SEED_OFFSET = 1_000_003  # validation problems never coincide with training problems of the same seed
@@ -55,14 +57,20 @@ class MetaTrainConfig:
     # an optimizee whose mean loss exceeds this × f(θ_0) within a run has diverged (None: never). An untrained
     # quadratics LSTM peaks near 1e4 × f(θ_0), so 1e6 only catches real blow-ups.
     diverge_factor: float | None = 1e6
+    # problems run side by side through one LSTM call per layer (l2l.problems.MetaBatch): one meta-step
+    # averages their meta-gradients. For GPUs; on 2 CPU cores it is no faster (benchmarks/RESULTS.md)
+    meta_batch: int = 1
     seed: int = 0
 
     def __post_init__(self):
         if self.unroll < 1 or self.horizon < 1 or self.horizon % self.unroll:
             raise ValueError(f"horizon ({self.horizon}) must be a positive multiple of unroll ({self.unroll})")
-        for name in ("epochs", "problems_per_epoch", "n_val", "max_bad_in_row"):
+        for name in ("epochs", "problems_per_epoch", "n_val", "max_bad_in_row", "meta_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MetaTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.problems_per_epoch % self.meta_batch:
+            raise ValueError(f"problems_per_epoch ({self.problems_per_epoch}) must be a multiple of meta_batch "
+                             f"({self.meta_batch})")
         if not (self.meta_lr > 0 and self.clip > 0):
             raise ValueError(f"meta_lr and clip must be positive, got {self.meta_lr}, {self.clip}")
         if self.diverge_factor is not None and not self.diverge_factor > 1:
@@ -89,6 +97,13 @@ def validation_score(optimizer, family, cfg: MetaTrainConfig) -> float:
                       seed=cfg.seed + VAL_SEED_OFFSET, progress=False)
     score = curves[:, 1:].sum(1).mean().item()
     return score if math.isfinite(score) else math.inf
+
+
+def sample_problem(family, generator, meta_batch: int = 1):
+    """The next training problem: one from `family`, or `meta_batch` of them run as one MetaBatch."""
+    if meta_batch == 1:
+        return family.sample(generator)
+    return MetaBatch([family.sample(generator) for _ in range(meta_batch)])
 
 
 def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tuple[list[float], str | None]:
@@ -163,6 +178,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
         return capture(optimizer, meta_opt, generator, **fixed, epoch=epoch, problem=problem, history=hist,
                        best_phi=best[0], epoch_losses=list(epoch_losses), bad_in_row=bad_in_row)
 
+    if state_path is not None:
+        sweep_orphans(state_path)  # this run is now the file's only writer
     if state_path is not None and Path(state_path).exists():
         saved = load_state(state_path)
         check_resumable(saved, state_path, **fixed, epochs=cfg.epochs)
@@ -183,10 +200,11 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     last_fault = None
     try:
         for epoch in range(epoch0, cfg.epochs + 1):
-            for i in range(problem0 if epoch == epoch0 else 0, P):
+            for i in range(problem0 if epoch == epoch0 else 0, P, cfg.meta_batch):
                 if state_path is not None:
                     snap = snapshot(epoch, i)
-                losses, fault = train_on_problem(optimizer, family.sample(generator), meta_opt, cfg)
+                losses, fault = train_on_problem(optimizer, sample_problem(family, generator, cfg.meta_batch),
+                                                 meta_opt, cfg)
                 epoch_losses += losses
                 history.skipped_unrolls += int(fault is not None)
                 bad_in_row = bad_in_row + 1 if fault else 0
@@ -196,7 +214,7 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                         f"meta-training stopped: {bad_in_row} optimizee runs in a row were abandoned, the last at "
                         f"{last_fault}. Likely cause: the learned updates are too large for this problem; lower "
                         "meta_lr or the LSTM's output_scale, and check that the problem's loss is finite at θ_0")
-                bar.update(1)
+                bar.update(cfg.meta_batch)
             if state_path is not None:
                 snap = snapshot(epoch, P)
             history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))

@@ -56,11 +56,17 @@ def save_state(path, state: dict) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
+def sweep_orphans(path) -> None:
+    """Delete temporary files left beside `path` by a run killed while saving (SIGKILL). Only the run that
+    is about to write `path` may call this: a reader must not delete a live writer's temporary file."""
+    path = Path(path)
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        orphan.unlink(missing_ok=True)
+
+
 def load_state(path) -> dict:
     """Read a state file; a truncated, corrupted or foreign file is a one-line ValueError."""
     path = Path(path)
-    for orphan in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed while saving (SIGKILL)
-        orphan.unlink(missing_ok=True)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip reader, unpickler and weights-only refusals all raise different types
