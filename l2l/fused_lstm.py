@@ -5,8 +5,8 @@ writing an [n_coords, 4·hidden] tensor, and `torch.tanh` is several times slowe
 With hidden = 20 and 10⁴–10⁶ coordinates that gate math, not the matrix products, is most of a step.
 Here one layer is an autograd.Function whose
 
-- forward is one GEMM (input and hidden state concatenated) plus ONE compiled elementwise kernel for all
-  gates, the new cell and hidden state;
+- forward is two GEMMs (input, hidden state) into one buffer and ONE compiled elementwise kernel for the
+  bias, all gates, the new cell and hidden state;
 - backward is one compiled elementwise kernel (from the saved activations, no transcendental recomputed)
   plus the GEMMs for the input, hidden-state and weight gradients.
 
@@ -50,9 +50,11 @@ def fast_sigmoid(x: Tensor) -> Tensor:
     return 0.5 + 0.5 * fast_tanh(0.5 * x)
 
 
-def _gates_forward(gates: Tensor, c: Tensor):
-    """Gate pre-activations [n, 4H] (PyTorch's order i, f, g, o) and c → h', c' and what backward needs."""
+def _gates_forward(pre: Tensor, c: Tensor, bias: Tensor):
+    """x·W_ihᵀ + h·W_hhᵀ [n, 4H] (PyTorch's gate order i, f, g, o), c and the bias → h', c' and what backward
+    needs. The bias is added here, in the same pass, rather than copied into the GEMM's output first."""
     H = c.shape[1]
+    gates = pre + bias
     i, f = fast_sigmoid(gates[:, :H]), fast_sigmoid(gates[:, H:2 * H])
     g, o = fast_tanh(gates[:, 2 * H:3 * H]), fast_sigmoid(gates[:, 3 * H:])
     c_new = f * c + i * g
@@ -75,12 +77,14 @@ _state = {"broken": None}
 
 
 def _dynamic_rows(fn):
-    """Compile `fn` once for any number of rows (coordinates); the hidden size stays a constant."""
+    """Compile `fn` once for any number of rows (coordinates); other sizes (hidden) stay constants."""
     compiled = torch.compile(fn)
 
     def call(*tensors):
         for t in tensors:
-            torch._dynamo.maybe_mark_dynamic(t, 0)
+            if t is not None and t.dim() == 2:
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+                torch._dynamo.mark_static(t, 1)
         return compiled(*tensors)
     return call
 
@@ -90,8 +94,10 @@ def _kernels():
     if not _compiled:
         try:
             fwd, bwd = _dynamic_rows(_gates_forward), _dynamic_rows(_gates_backward)
-            gates, c = torch.zeros(3, 8), torch.zeros(3, 2)
-            _, _, act, tanh_c = fwd(gates, c)
+            # The first call fixes how the kernels are generated: a realistic number of rows, or inductor
+            # writes them single-threaded; the default hidden size, 20 (another size compiles its own).
+            gates, c = torch.zeros(4096, 80), torch.zeros(4096, 20)
+            _, _, act, tanh_c = fwd(gates, c, torch.zeros(80))
             bwd(c, c, act, c, tanh_c)
             _compiled.update(fwd=fwd, bwd=bwd)
         except Exception as err:  # no C++ compiler, unsupported platform: say so once, then run unfused
@@ -109,8 +115,7 @@ class FusedLSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, bias):
         fwd, _ = _kernels()
-        gates = torch.addmm(bias, x, w_ih.t()).addmm_(h, w_hh.t())
-        h_new, c_new, act, tanh_c = fwd(gates, c)
+        h_new, c_new, act, tanh_c = fwd((x @ w_ih.t()).addmm_(h, w_hh.t()), c, bias)
         ctx.save_for_backward(x, h, c, w_ih, w_hh, act, tanh_c)
         return h_new, c_new
 
@@ -123,11 +128,10 @@ class FusedLSTMLayer(torch.autograd.Function):
         dc_new = torch.zeros_like(c) if dc_new is None else dc_new.contiguous()
         dgates, dc = bwd(dh, dc_new, act, c, tanh_c)
         need = ctx.needs_input_grad
-        # the first layer's input is the detached, preprocessed gradient: its GEMM is skipped
-        dx = dgates @ w_ih if need[0] else None
-        dh_prev = dgates @ w_hh if need[1] else None
-        dgates_t = dgates.t()
-        return (dx, dh_prev, dc, dgates_t @ x if need[3] else None, dgates_t @ h if need[4] else None,
+        # the first layer's input is the detached, preprocessed gradient: its GEMM is skipped.
+        # Weight gradients as (inputᵀ·dgates)ᵀ: on the CPU, 1.3-3x faster than dgatesᵀ·input for these shapes.
+        return (dgates @ w_ih if need[0] else None, dgates @ w_hh if need[1] else None, dc,
+                (x.t() @ dgates).t() if need[3] else None, (h.t() @ dgates).t() if need[4] else None,
                 dgates.sum(0) if need[5] else None)
 
 
