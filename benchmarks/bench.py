@@ -242,6 +242,11 @@ def bench_apply(device, sizes):
          device=str(device))
     lstm = mnist.make_optimizer(device)
     for n in sizes:
+        need = 4 * n * (80 * 3 + 20 * 8)  # gates, activations and state, old and new, with headroom
+        if need > 0.7 * free_memory_bytes(device):
+            emit(figure="apply_step", n_params=n, skipped=f"needs about {need / 2**30:.1f} GiB; "
+                 f"{free_memory_bytes(device) / 2**30:.1f} GiB are free")
+            continue
         p = torch.zeros(n, device=device, requires_grad=True)
         p.grad = torch.randn(n, device=device)
         adam = torch.optim.Adam([p], lr=1e-3)
@@ -266,6 +271,19 @@ def bench_apply(device, sizes):
              over_floor=round(t_lstm / floor, 1), peak_cuda_MB=peak and round(peak / 2**20, 1))
 
 
+def free_memory_bytes(device) -> int:
+    """Memory available for tensors now: free GPU memory, or MemAvailable of /proc/meminfo on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+
+
+# what one meta-training unroll keeps for its backward, per coordinate per step: each of the 2 layers saves its
+# gate activations (80 floats), tanh(c') (20) and its new h and c (40); ~20 more for the input and the update
+SAVED_BYTES_PER_COORD_STEP = 4 * (2 * (80 + 20 + 40) + 20)
+
+
 def bench_scaling(device, sizes):
     """Time and memory of one meta-training unroll (20 steps) against the number of coordinates."""
     from l2l.problems import QuadraticFamily  # a problem whose own cost is negligible next to the LSTM's
@@ -274,14 +292,37 @@ def bench_scaling(device, sizes):
     meta_opt = torch.optim.Adam(lstm.parameters(), 1e-4)
     cfg = MetaTrainConfig(horizon=UNROLL, unroll=UNROLL)
     for n in sizes:
+        need = SAVED_BYTES_PER_COORD_STEP * UNROLL * n
+        if need > 0.7 * free_memory_bytes(device):
+            emit(figure="scaling", n_coords=n, skipped=f"an unroll keeps about {need / 2**30:.1f} GiB for its "
+                 f"backward; {free_memory_bytes(device) / 2**30:.1f} GiB are free")
+            continue
         family = QuadraticFamily(dim=10, batch=max(1, n // 10), device=device)
         problem = family.sample(torch.Generator().manual_seed(0))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t = timed(lambda: train_on_problem(lstm, problem, meta_opt, cfg), device, 1)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        held = saved_for_backward(lambda: train_on_problem(lstm, problem, meta_opt, cfg))
         emit(figure="scaling", n_coords=n, ms_per_step=round(1e3 * t / UNROLL, 3),
-             us_per_step_per_1k_coords=round(1e6 * t / UNROLL / (n / 1e3), 2), peak_cuda_MB=peak and round(peak / 2**20, 1))
+             us_per_step_per_1k_coords=round(1e6 * t / UNROLL / (n / 1e3), 2),
+             saved_for_backward_MB=round(held / 2**20, 1), saved_bytes_per_coord_step=round(held / n / UNROLL, 1),
+             peak_cuda_MB=peak and round(peak / 2**20, 1))
+
+
+def saved_for_backward(fn) -> int:
+    """Bytes of the distinct storages autograd saves for backward while fn runs (one unroll's graph: the
+    memory that grows with coordinates and unroll length), on any device."""
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
 
 
 def main(argv=None):

@@ -80,12 +80,13 @@ def _dynamic_rows(fn):
     """Compile `fn` once for any number of rows (coordinates); other sizes (hidden) stay constants."""
     compiled = torch.compile(fn)
 
-    def call(*tensors):
-        for t in tensors:
-            if t is not None and t.dim() == 2:
+    def call(*args):
+        for t in args:
+            if isinstance(t, Tensor) and t.dim() > 0:
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-                torch._dynamo.mark_static(t, 1)
-        return compiled(*tensors)
+                for d in range(1, t.dim()):
+                    torch._dynamo.mark_static(t, d)
+        return compiled(*args)
     return call
 
 
@@ -142,6 +143,16 @@ def enabled() -> bool:
 
 def usable(x: Tensor) -> bool:
     return enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and _kernels() is not None
+
+
+def rowwise(fn, x: Tensor):
+    """`fn` compiled for any number of rows where the fused path is usable for `x`, else `fn` itself; for the
+    small elementwise functions around the cell (the gradient preprocessing), which compile to one loop."""
+    if not usable(x):
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = _dynamic_rows(fn)
+    return _compiled[fn]
 
 
 def reference_layer(x, h, c, w_ih, w_hh, b_ih, b_hh):

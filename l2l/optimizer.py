@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from .fused_lstm import lstm_layer
+from .fused_lstm import lstm_layer, rowwise
 
 
 def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
@@ -93,7 +93,7 @@ class CoordinatewiseLSTM(nn.Module):
     def forward(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
         cfg = self.config
-        x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
+        x = rowwise(preprocess, grad)(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
         for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
             h, c = lstm_layer(x, state.h[layer], state.c[layer], cell)

@@ -79,3 +79,13 @@ def test_a_failed_compile_falls_back_with_one_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="could not be compiled"):
         update, _ = net(torch.randn(5), net.init_state(5))
     assert update.shape == (5,) and not fused.usable(torch.zeros(1))
+
+
+def test_compiled_preprocessing_matches_the_formula():
+    from l2l.optimizer import preprocess
+
+    g = torch.randn(5000) * torch.logspace(-8, 2, 5000)
+    g[::7] = 0.0
+    compiled = fused.rowwise(preprocess, g)
+    assert compiled is not preprocess
+    torch.testing.assert_close(compiled(g, 10.0), preprocess(g, 10.0), rtol=1e-6, atol=1e-7)
