@@ -78,6 +78,9 @@ def build_parser() -> Parser:
     train.add_argument("--out", default=".", help=(
         "where to write the checkpoint: a .safetensors file, or a folder that gets <task>.safetensors "
         "(default: the current folder); it is rewritten whenever validation improves"))
+    train.add_argument("--state", default=None, metavar="PATH", help=(
+        "save the whole training state to PATH after every epoch and on Ctrl-C; running the same command "
+        "again resumes from it exactly (a different task, profile or seed is refused)"))
 
     ev = commands.add_parser("evaluate", help="compare a trained optimizer with tuned SGD/RMSprop/Adam/NAG",
                              description=(
@@ -132,7 +135,7 @@ def cmd_train(args) -> None:
     print(f"meta-training on {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}")
     print(s.meta)
     fam = module.base_family(s, device)
-    _, history = module.train(s, fam, checkpoint=path, progress=not args.no_progress,
+    _, history = module.train(s, fam, checkpoint=path, progress=not args.no_progress, state_path=args.state,
                               info={"command": "python -m l2l " + " ".join(sys.argv[1:])})
     print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
           f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s:.0f} s")

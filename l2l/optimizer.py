@@ -34,6 +34,9 @@ def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
     return torch.cat([log_part, sign_part], dim=1)
 
 
+APPLY_CHUNK = 1 << 15  # coordinates per LSTM call when no graph is kept (applying a trained optimizer)
+
+
 @dataclass(frozen=True)
 class LSTMConfig:
     """Architecture of one coordinatewise LSTM; saved with every checkpoint."""
@@ -92,6 +95,8 @@ class CoordinatewiseLSTM(nn.Module):
 
     def forward(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
+        if not torch.is_grad_enabled() and grad.numel() > APPLY_CHUNK:
+            return self._forward_in_chunks(grad, state)
         cfg = self.config
         x = rowwise(preprocess, grad)(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
@@ -102,6 +107,23 @@ class CoordinatewiseLSTM(nn.Module):
             x = h
         update = self.head(x).reshape(grad.shape) * cfg.output_scale
         return update, LSTMState(hs, cs)
+
+
+    def _forward_in_chunks(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        """The same step, APPLY_CHUNK coordinates at a time (rows are independent). Without a graph to keep,
+        this holds the gate buffers in the CPU's cache and lets the allocator reuse them, instead of faulting in
+        fresh gigabyte-sized tensors at every step: for 10⁶+ coordinates it is several times faster."""
+        flat = grad.reshape(-1)
+        update = torch.empty_like(flat)
+        hs = [torch.empty_like(h) for h in state.h]
+        cs = [torch.empty_like(c) for c in state.c]
+        for start in range(0, flat.numel(), APPLY_CHUNK):
+            rows = slice(start, start + APPLY_CHUNK)
+            u, new = self(flat[rows], LSTMState([h[rows] for h in state.h], [c[rows] for c in state.c]))
+            update[rows] = u
+            for out, part in zip(hs + cs, new.h + new.c):
+                out[rows] = part
+        return update.reshape(grad.shape), LSTMState(hs, cs)
 
 
 class LSTMOptimizer(nn.Module):

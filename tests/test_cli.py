@@ -56,6 +56,20 @@ def test_train_writes_the_chapter_checkpoint(trained):
         assert torch.equal(a, b)
 
 
+def test_train_with_a_state_file_resumes_and_refuses_other_settings(trained, tmp_path, capsys):
+    state = tmp_path / "run.state"
+    argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path), "--no-progress",
+            "--state", str(state)]
+    assert main(argv) == 0 and state.exists()
+    loaded, _ = l2l.load_optimizer(tmp_path / "quadratic.safetensors")
+    reference, _ = l2l.load_optimizer(trained)  # the same run without a state file
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), reference.parameters()))
+    assert main(argv) == 0  # the finished state is reused
+    capsys.readouterr()
+    assert main(argv[:-3] + ["--seed", "1", "--no-progress", "--state", str(state)]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
 def test_evaluate_the_trained_checkpoint_at_smoke(trained, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(trained), "--profile", "smoke", "--device", "cpu", "--no-progress",

@@ -178,3 +178,23 @@ def test_bad_config_is_a_clear_error():
         LSTMConfig(hidden=0)
     with pytest.raises(ValueError, match="multiple of unroll"):
         l2l.MetaTrainConfig(horizon=100, unroll=30)
+
+
+def test_applying_in_chunks_gives_the_same_step(monkeypatch):
+    """Without a graph, large groups run in chunks of coordinates; rows are independent, so nothing changes."""
+    import l2l.optimizer as optimizer_module
+
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(LSTMConfig(output_scale=1.0))
+    n = 50
+    grads = [torch.randn(n) for _ in range(3)]
+    results = []
+    for chunk in (10**9, 7):
+        monkeypatch.setattr(optimizer_module, "APPLY_CHUNK", chunk)
+        state = net.init_state(n)
+        with torch.no_grad():
+            for g in grads:
+                update, state = net(g, state)
+        results.append((update, *state.stacked()))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

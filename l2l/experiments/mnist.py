@@ -68,8 +68,9 @@ def base_family(s: Settings, device="cpu") -> MLPFamily:
 
 
 def train(s: Settings, fam: MLPFamily, checkpoint=None, info: dict | None = None,
-          progress: bool = True) -> tuple[LSTMOptimizer, History]:
+          progress: bool = True, state_path=None) -> tuple[LSTMOptimizer, History]:
     """Meta-train a fresh LSTM (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
+    With state_path the run is saved after every epoch and resumes from that file (see l2l.meta_train).
 
     Returns (the LSTM holding the best validated φ, the history); the best φ is saved to `checkpoint` with
     the task, the profile, the network and `info` in its metadata. Used by the notebook and `python -m l2l train`.
@@ -77,7 +78,7 @@ def train(s: Settings, fam: MLPFamily, checkpoint=None, info: dict | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.meta.seed)
         lstm = make_optimizer(fam.device)
-    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress,
+    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress, state_path=state_path,
                          info={"task": CHAPTER, "profile": s.profile, "network": fam.sizes, **(info or {})})
     return lstm, history
 
