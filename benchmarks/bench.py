@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -261,14 +262,22 @@ def bench_apply(device, sizes):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t_lstm = timed(learned_step, device, 3)
-        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        peak = peak_memory_mb(device)
         # floor: read and write 2 layers × (h, c) × 20 floats per coordinate, plus θ and ∇; ~10⁴ FLOPs
         bytes_moved = n * 4 * (2 * 2 * 2 * 20 + 3)
         step_flops = n * 2 * (4 * 20 * (2 + 20) + 4 * 20 * (20 + 20) + 20)
         floor = max(bytes_moved / bandwidth, step_flops / flops)
         emit(figure="apply_step", n_params=n, lstm_ms=round(1e3 * t_lstm, 3), adam_ms=round(1e3 * t_adam, 3),
              lstm_over_adam=round(t_lstm / t_adam, 1), floor_ms=round(1e3 * floor, 3),
-             over_floor=round(t_lstm / floor, 1), peak_cuda_MB=peak and round(peak / 2**20, 1))
+             over_floor=round(t_lstm / floor, 1), peak_MB=peak)
+
+
+def peak_memory_mb(device):
+    """CUDA: peak allocated since the last reset. CPU: the process's peak resident set so far (it never
+    goes down, so with sizes in increasing order it is the peak of the largest size run yet)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, 1)
 
 
 def free_memory_bytes(device) -> int:
@@ -302,12 +311,12 @@ def bench_scaling(device, sizes):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t = timed(lambda: train_on_problem(lstm, problem, meta_opt, cfg), device, 1)
-        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        peak = peak_memory_mb(device)
         held = saved_for_backward(lambda: train_on_problem(lstm, problem, meta_opt, cfg))
         emit(figure="scaling", n_coords=n, ms_per_step=round(1e3 * t / UNROLL, 3),
              us_per_step_per_1k_coords=round(1e6 * t / UNROLL / (n / 1e3), 2),
              saved_for_backward_MB=round(held / 2**20, 1), saved_bytes_per_coord_step=round(held / n / UNROLL, 1),
-             peak_cuda_MB=peak and round(peak / 2**20, 1))
+             peak_MB=peak)
 
 
 def saved_for_backward(fn) -> int:

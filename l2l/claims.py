@@ -4,6 +4,10 @@ The test problems are shared by every optimizer, so the LSTM is compared with ea
 per test problem, baseline loss − LSTM loss, with a 95% confidence interval on its mean. A claim that the
 LSTM beats a baseline holds when the mean difference is positive; it is called significant when the whole
 interval is above zero.
+
+A run that diverged has an infinite (or NaN) loss, and then a mean and a t-interval mean nothing. Such a
+comparison is made on the median difference instead, with its distribution-free 95% interval (the sign
+test's order statistics), so a win over a baseline that diverged on some problems can still be significant.
 """
 from __future__ import annotations
 
@@ -18,17 +22,41 @@ METRICS = {
 
 
 def paired(curves: dict, learned: str, baseline: str, metric: str) -> dict:
-    """Mean of metric(baseline) − metric(learned) over shared test problems, with its 95% CI."""
+    """Mean of metric(baseline) − metric(learned) over shared test problems, with its 95% CI; the median and
+    its sign-test interval when some run diverged ("statistic" says which)."""
     a, b = METRICS[metric](curves[learned].double()), METRICS[metric](curves[baseline].double())
     if a.shape != b.shape:
         raise ValueError(f"{learned} and {baseline} were not evaluated on the same problems")
-    diff = b - a
-    n = diff.numel()
-    half = 1.96 * diff.std().item() / math.sqrt(n) if n > 1 else math.inf
-    mean = diff.mean().item()
+    a, b = (torch.where(x.isnan(), math.inf, x) for x in (a, b))  # a NaN loss is a diverged run
+    if torch.isfinite(a).all() and torch.isfinite(b).all():
+        diff = b - a
+        n = diff.numel()
+        half = 1.96 * diff.std().item() / math.sqrt(n) if n > 1 else math.inf
+        mean = diff.mean().item()
+        centre, low, high, statistic = mean, mean - half, mean + half, "mean"
+    else:
+        diff = torch.where(a == b, 0.0, b - a)  # both diverged: a tie, not inf − inf
+        centre, (low, high), statistic = diff.median().item(), median_interval(diff), "median (runs diverged)"
     return {"baseline": baseline, "metric": metric, "learned": a.mean().item(), "other": b.mean().item(),
-            "advantage": mean, "ci_low": mean - half, "ci_high": mean + half,
-            "better": mean > 0, "significant": mean - half > 0 or mean + half < 0}
+            "advantage": centre, "ci_low": low, "ci_high": high, "statistic": statistic,
+            "better": centre > 0, "significant": low > 0 or high < 0}
+
+
+def median_interval(diff: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval for the median of `diff` (order statistics of the sign test): with n values
+    sorted, [d_(k), d_(n+1-k)] for the largest k with P(Binomial(n, ½) < k) ≤ (1 − level)/2. Infinite
+    values are fine; with too few values for any k, the interval is (−inf, inf)."""
+    d = diff.sort().values
+    n = d.numel()
+    k, tail = 0, 0.0
+    while k < n:
+        tail += math.comb(n, k) / 2**n  # P(X <= k)
+        if tail > (1 - level) / 2:
+            break
+        k += 1
+    if k == 0:
+        return -math.inf, math.inf
+    return d[k - 1].item(), d[n - k].item()
 
 
 def beats_all(curves: dict, learned: str = "LSTM", metric: str = "final", baselines=None) -> dict:
@@ -85,7 +113,8 @@ def claims_table(entries: list[tuple[str, dict]]):
                      "significant": "yes" if result["significant"] else "no",
                      "closest rival": result["closest"], "LSTM": f"{close['learned']:.4g}",
                      "rival": f"{close['other']:.4g}",
-                     "advantage [95% CI]": f"{close['advantage']:.3g} [{close['ci_low']:.3g}, {close['ci_high']:.3g}]"})
+                     "advantage [95% CI]": ("median " if close.get("statistic", "mean") != "mean" else "")
+                     + f"{close['advantage']:.3g} [{close['ci_low']:.3g}, {close['ci_high']:.3g}]"})
     return rows
 
 

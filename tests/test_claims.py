@@ -1,0 +1,57 @@
+"""Verdicts on the paper's claims from a run's numbers: paired intervals, diverged runs, negative claims."""
+import math
+
+import torch
+
+from l2l.claims import beats_all, beats_best_everywhere, does_not_beat, median_interval, paired, verdict_text
+
+
+def curves_with_finals(finals: dict) -> dict:
+    """Curves [n, 3] whose final column is the given losses (earlier steps 10, so summed = 10 + final)."""
+    out = {}
+    for name, values in finals.items():
+        v = torch.tensor(values, dtype=torch.float64)
+        out[name] = torch.stack([torch.full_like(v, 10.0), torch.full_like(v, 10.0), v], 1)
+    return out
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    curves = curves_with_finals({"LSTM": [1.0, 2.0, 3.0, 4.0], "Adam": [2.0, 2.5, 4.0, 6.0]})
+    row = paired(curves, "LSTM", "Adam", "final")
+    diff = torch.tensor([1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    half = 1.96 * diff.std().item() / 2
+    assert math.isclose(row["advantage"], 1.125) and math.isclose(row["ci_low"], 1.125 - half)
+    assert row["better"] and row["significant"] and row["statistic"] == "mean"
+    summed = paired(curves, "LSTM", "Adam", "summed")
+    assert math.isclose(summed["advantage"], 1.125)  # the constant earlier steps cancel
+
+
+def test_a_win_over_diverged_runs_can_be_significant():
+    lstm = [1.0] * 10
+    sgd = [2.0] * 7 + [math.inf, math.inf, math.nan]  # three runs diverged
+    row = paired(curves_with_finals({"LSTM": lstm, "SGD": sgd}), "LSTM", "SGD", "final")
+    assert row["statistic"].startswith("median") and row["advantage"] == 1.0
+    assert row["ci_low"] == 1.0 and row["significant"] and row["better"]
+    # the LSTM diverging is a loss for it, and both diverging is a tie
+    row = paired(curves_with_finals({"LSTM": [math.inf] * 6 + [1.0] * 4, "SGD": [2.0] * 6 + [math.inf] * 4}),
+                 "LSTM", "SGD", "final")
+    assert row["advantage"] < 0 and not row["better"]
+
+
+def test_median_interval_uses_the_sign_test_order_statistics():
+    d = torch.arange(1.0, 11.0)  # n = 10: P(X <= 1) = 11/1024 <= 0.025 < P(X <= 2), so k = 2
+    assert median_interval(d) == (2.0, 9.0)
+    assert median_interval(torch.arange(5.0)) == (-math.inf, math.inf)  # 5 values cannot give 95%
+
+
+def test_verdicts_positive_negative_and_sweep():
+    curves = curves_with_finals({"LSTM": [1.0, 1.1, 0.9], "Adam": [2.0, 2.1, 1.9], "SGD": [0.5, 0.6, 0.4]})
+    result = beats_all(curves)
+    assert not result["holds"] and result["closest"] == "SGD"
+    assert verdict_text("claim", result) == "claim: not reproduced: SGD did as well or better"
+    negative = does_not_beat(curves)
+    assert negative["holds"] and negative["significant"]
+    assert beats_all(curves, baselines=["Adam"])["significant"]
+    cells = [{"paired": paired(curves, "LSTM", b, "final"), "width": 20, "depth": 1} for b in ("Adam", "SGD")]
+    sweep = beats_best_everywhere(cells)
+    assert (sweep["won"], sweep["of"], sweep["holds"]) == (1, 2, False)
