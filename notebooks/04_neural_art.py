@@ -171,3 +171,9 @@ print(f"wrote {out}/run.json, curves.safetensors, lstm.safetensors and examples/
 # The verdicts above come from this run alone; the [reproduction summary](../book/summary.ipynb) collects them
 # beside the paper's claims. Figure 9 lets the reader judge what a loss difference means for the picture: the
 # paper's claim is about the loss, but style transfer is judged by eye.
+#
+# At the quick profile these verdicts are fragile. An earlier quick run had the same seed and settings but was made
+# before the fused CPU cell and the linearized meta-loss. Those two changes alter results only by floating-point
+# rounding. That run had the LSTM ahead of every baseline in both settings, though not significantly. Rounding
+# differences compounded over meta-training were enough to change the sign of the comparison. Meta-training on 4×5
+# problems of 32 steps is too short to settle the question; the paper profile is what answers it.
