@@ -104,7 +104,16 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
             "idx files), or on a machine with a network call load_mnist(..., download=True) or set L2L_DOWNLOAD=1.")
     if missing:
         _decode(root, split, download=True)  # fetch now so the cache key sees the files
-    path = _cache_file(root, split)
+    n = _MNIST_SIZES[split]
+    tensors = load_or_decode(_cache_file(root, split), lambda images: images.shape == (n, 28, 28),
+                             lambda: _decode(root, split, download=False))
+    _LOADED[key] = (tensors["images"].to(device), tensors["labels"].to(device))
+    return _LOADED[key]
+
+
+def load_or_decode(path: Path, valid, decode) -> dict[str, Tensor]:
+    """{"images", "labels"} from the cache file at `path` when it holds them and valid(images) is true; else
+    decode() → (images, labels), written to `path` for next time. Shared by the MNIST and CIFAR-10 loaders."""
     tensors = None
     if path.is_file():
         from safetensors.torch import load_file
@@ -112,13 +121,11 @@ def load_mnist(split: str, device: torch.device | str = "cpu",
             tensors = load_file(str(path))
         except Exception:
             tensors = None  # a damaged cache file is derived data: decode again and overwrite it
-    n = _MNIST_SIZES[split]
-    if tensors is None or set(tensors) != {"images", "labels"} or tensors["images"].shape != (n, 28, 28):
-        images, labels = _decode(root, split, download=False)
+    if tensors is None or set(tensors) != {"images", "labels"} or not valid(tensors["images"]):
+        images, labels = decode()
         tensors = {"images": images, "labels": labels}
         save_cache(tensors, path)
-    _LOADED[key] = (tensors["images"].to(device), tensors["labels"].to(device))
-    return _LOADED[key]
+    return tensors
 
 
 def load_image(path) -> Tensor:

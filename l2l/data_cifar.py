@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .data import cache_dir, data_root, save_cache
+from .data import cache_dir, data_root, load_or_decode
 from .fileio import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # torchvision
@@ -193,17 +193,8 @@ def load_cifar10(split: str, device: torch.device | str = "cpu", download: bool 
         lossy = ", lossy" if "jpg" in formats else ""
         source = f"image-folder tree ({'/'.join(f.upper() for f in formats)}{lossy}) in {root / IMAGE_TREE}"
     path = cache_dir() / f"cifar10-{split}-{_cache_key([kind, split] + _stamp(files))}.safetensors"
-    tensors = None
-    if path.is_file():
-        from safetensors.torch import load_file
-        try:
-            tensors = load_file(str(path))
-        except Exception:
-            tensors = None  # a damaged cache file is derived data: decode again and overwrite it
-    if tensors is None or set(tensors) != {"images", "labels"} or tensors["images"].shape[1:] != (3, 32, 32):
-        images, labels = _decode_pickles(root, split, False) if kind == "pickles" else _decode_tree(per_class)
-        tensors = {"images": images, "labels": labels}
-        save_cache(tensors, path)
+    tensors = load_or_decode(path, lambda images: images.shape[1:] == (3, 32, 32), lambda: (
+        _decode_pickles(root, split, False) if kind == "pickles" else _decode_tree(per_class)))
     n = tensors["labels"].shape[0]
     _LOADED[key] = CIFAR10Data(tensors["images"].to(device), tensors["labels"].to(device),
                                f"{source}: {n:,} {split} images")
