@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from .fused_lstm import lstm_layer, rowwise
+from . import fused_lstm
 
 
 def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
@@ -97,11 +97,15 @@ class CoordinatewiseLSTM(nn.Module):
         """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
         if not torch.is_grad_enabled() and grad.numel() > APPLY_CHUNK:
             return self._forward_in_chunks(grad, state)
+        if fused_lstm.usable(grad) and not grad.requires_grad:  # the CPU's fused step (first-order ∇ only)
+            update, hs, cs = fused_lstm.fused_step(self, grad, state.h, state.c)
+            return update.reshape(grad.shape), LSTMState(hs, cs)
         cfg = self.config
-        x = rowwise(preprocess, grad)(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
+        x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
         for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
-            h, c = lstm_layer(x, state.h[layer], state.c[layer], cell)
+            h, c = fused_lstm.reference_layer(x, state.h[layer], state.c[layer], cell.weight_ih, cell.weight_hh,
+                                              cell.bias_ih, cell.bias_hh)
             hs.append(h)
             cs.append(c)
             x = h

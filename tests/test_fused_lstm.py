@@ -45,20 +45,39 @@ def test_fused_layer_matches_nn_lstm_cell_forward_and_backward(monkeypatch, prep
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
-def test_fused_layer_passes_gradients_to_its_input_and_state():
-    """Second order or a stacked model may need dL/dx; every input gradient matches the reference."""
+def test_fused_step_passes_gradients_to_the_state_it_starts_from(monkeypatch):
+    """Truncated BPTT needs dL/d(h, c) of every layer from each step to the one before; φ's gradients must not
+    alias (the two biases of a layer get equal values, in separate tensors, or clipping would scale one twice)."""
     torch.manual_seed(0)
-    cell = torch.nn.LSTMCell(4, 5)
-    x, h, c = (torch.randn(9, k, requires_grad=True) for k in (4, 5, 5))
-    grads = []
-    for layer in (fused.reference_layer, None):
-        if layer is None:
-            h2, c2 = fused.FusedLSTMLayer.apply(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
-        else:
-            h2, c2 = layer(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        grads.append(torch.autograd.grad((h2 * 1.7).sum() + (c2 ** 2).sum(), (x, h, c, cell.weight_ih)))
-    for a, b in zip(*grads):
+    net = CoordinatewiseLSTM(LSTMConfig(output_scale=0.5))
+    n, grads = 37, {}
+    g = torch.randn(n) * torch.logspace(-6, 1, n)
+    for mode in ("0", "1"):
+        monkeypatch.setenv("L2L_FUSED", mode)
+        torch.manual_seed(1)
+        state = net.init_state(n)
+        h0 = [torch.randn_like(h).requires_grad_() for h in state.h]
+        c0 = [torch.randn_like(c).requires_grad_() for c in state.c]
+        update, new = net(g, type(state)(h0, c0))
+        loss = (update * torch.randn(n)).sum() + sum((h * torch.randn_like(h)).sum() for h in new.h) + \
+            sum((c ** 2).sum() for c in new.c)
+        net.zero_grad()
+        loss.backward()
+        grads[mode] = [t.grad.clone() for t in h0 + c0] + [p.grad.clone() for p in net.parameters()]
+        if mode == "1":
+            cell = net.cells[0]
+            assert cell.bias_ih.grad.data_ptr() != cell.bias_hh.grad.data_ptr()
+    for a, b in zip(grads["1"], grads["0"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_fused_step_is_not_used_for_a_second_order_gradient():
+    """With ∇ in the graph (second_order), dL/d∇ is needed, which the fused step does not compute."""
+    net = CoordinatewiseLSTM()
+    g = torch.randn(11, requires_grad=True)
+    update, _ = net(g, net.init_state(11))
+    (d_g,) = torch.autograd.grad(update.sum(), g)
+    assert d_g.abs().sum() > 0
 
 
 def test_fused_path_is_skipped_where_it_does_not_apply(monkeypatch):
@@ -81,11 +100,13 @@ def test_a_failed_compile_falls_back_with_one_warning(monkeypatch):
     assert update.shape == (5,) and not fused.usable(torch.zeros(1))
 
 
-def test_compiled_preprocessing_matches_the_formula():
+def test_preprocessing_inside_the_first_layer_matches_the_formula():
     from l2l.optimizer import preprocess
 
     g = torch.randn(5000) * torch.logspace(-8, 2, 5000)
     g[::7] = 0.0
-    compiled = fused.rowwise(preprocess, g)
-    assert compiled is not preprocess
-    torch.testing.assert_close(compiled(g, 10.0), preprocess(g, 10.0), rtol=1e-6, atol=1e-7)
+    assert fused.usable(g)
+    kernel = fused._kernels()["fwd_first"]
+    zeros = torch.zeros(5000, 20)
+    x = kernel(torch.zeros(5000, 80), g, torch.zeros(2, 80), zeros, torch.zeros(80), *fused.gate_constants(20), 10.0)[-1]
+    torch.testing.assert_close(x, preprocess(g, 10.0), rtol=1e-6, atol=1e-7)
