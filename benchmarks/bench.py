@@ -2,22 +2,26 @@
 
     python benchmarks/bench.py                 # everything, CPU
     python benchmarks/bench.py --only meta     # meta-training throughput: ours against R1 and R2
+    python benchmarks/bench.py --only init     # the same, l2l and R2, from several starting points φ₀
     python benchmarks/bench.py --only apply    # applying a trained LSTM against torch.optim.Adam, with the floor
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
     python benchmarks/bench.py --device cuda   # the same on a GPU
 
-Every ratio is measured in one run, so machine noise cancels as far as it can. R1 and R2 are reference
+Every ratio is measured in one run, so machine noise cancels as far as it can, and every implementation starts
+each timed run from the same φ₀ and random numbers (the l2l optimizer's initial φ, copied into the
+references), so every repeat does the same work. R1 and R2 are reference
 implementations kept inside this file (about 50 lines each):
   R1: the pattern of public reproductions: one LSTM call per parameter tensor, a backward through the
       unroll so far at every step (retain_graph=True), minibatches rebuilt on the host.
   R2: a well-written eager version: one nn.LSTMCell call per layer over all coordinates, one backward per
       unroll, data in memory.
-Beside l2l itself, the meta-training figure times l2l with the fused CPU cell turned off (L2L_FUSED=0)
+Beside l2l itself, the meta-training figure times l2l with the fused CPU step turned off (L2L_FUSED=0)
 and l2l with a meta-batch of --meta-batch problems per LSTM call, so each change is measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -152,7 +156,7 @@ def interleaved_best(runs: dict, device, repeats: int) -> dict:
 
 
 def fused_off(fn):
-    """fn with the fused CPU cell turned off (nn.LSTMCell's own kernels), as before issue 8."""
+    """fn with the fused CPU step turned off (nn.LSTMCell's own kernels), as before issue 8."""
     def call():
         old = os.environ.get("L2L_FUSED")
         os.environ["L2L_FUSED"] = "0"
@@ -163,28 +167,62 @@ def fused_off(fn):
     return call
 
 
-def bench_meta(device, repeats, meta_batch):
-    """Meta-training throughput on the MNIST base network at the paper's settings (optimizee steps/s)."""
+def reference_like(ours) -> CellLSTM:
+    """A CellLSTM (for R1 and R2) holding the same φ as `ours`, an l2l MNIST optimizer: the same weights, the
+    same starting point."""
+    ref = CellLSTM()
+    net = ours.nets["default"]
+    with torch.no_grad():
+        for mine, theirs in zip([*net.cells, net.head], [ref.c1, ref.c2, ref.head]):
+            for name, t in mine.named_parameters():
+                getattr(theirs, name).copy_(t)
+    return ref
+
+
+def from_start(lstm, run, seed=0):
+    """`run(lstm, meta_opt)` as a callable that starts from the same φ, a fresh meta-Adam and the same random
+    numbers every time it is called, so every repeat of a timing does the same work. (Without this, timings
+    depend on where training has drifted: floating-point denormals, which this CPU handles about 4x slower,
+    come and go with φ; see `bench_init`.)"""
+    phi0 = copy.deepcopy(lstm.state_dict())
+
+    def call():
+        lstm.load_state_dict(phi0)
+        torch.manual_seed(seed)
+        run(lstm, torch.optim.Adam(lstm.parameters(), 1e-4))
+    return call
+
+
+def meta_runs(device, meta_batch, seed=0):
+    """The meta-training implementations timed against each other: {name: (callable, optimizee steps)}, all
+    starting from the same φ₀ (drawn from `seed`) and the same MNIST problem."""
     family = mnist.family(device, **mnist.BASE)
     images, labels = family.data("train")
     images_host, labels_host = images.cpu(), labels.cpu()
     cfg = MetaTrainConfig(horizon=HORIZON, unroll=UNROLL)
-    gen = torch.Generator().manual_seed(0)
-
+    torch.manual_seed(seed)
     ours = mnist.make_optimizer(device)
-    ours_opt = torch.optim.Adam(ours.parameters(), 1e-4)
-    ref = CellLSTM().to(device)
-    ref_opt = torch.optim.Adam(ref.parameters(), 1e-4)
-    # each entry: (callable, optimizee steps it runs)
-    runs = {
-        "l2l": (lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg), HORIZON),
-        "l2l, unfused cell": (fused_off(lambda: train_on_problem(ours, family.sample(gen), ours_opt, cfg)), HORIZON),
+    ref = reference_like(ours).to(device)
+
+    def problem(k=1):
+        return sample_problem(family, torch.Generator().manual_seed(seed), k)
+
+    return {
+        "l2l": (from_start(ours, lambda m, o: train_on_problem(m, problem(), o, cfg), seed), HORIZON),
+        "l2l, unfused cell": (fused_off(from_start(ours, lambda m, o: train_on_problem(m, problem(), o, cfg), seed)),
+                              HORIZON),
         f"l2l, meta-batch {meta_batch}": (
-            lambda: train_on_problem(ours, sample_problem(family, gen, meta_batch), ours_opt, cfg), meta_batch * HORIZON),
-        "R2": (lambda: r2_run(ref, ref_opt, images, labels, device), HORIZON),
+            from_start(ours, lambda m, o: train_on_problem(m, problem(meta_batch), o, cfg), seed), meta_batch * HORIZON),
+        "R2": (from_start(ref, lambda m, o: r2_run(m, o, images, labels, device), seed), HORIZON),
         # R1 is quadratic in the unroll length: time 2 unrolls and scale to steps per second
-        "R1": (lambda: r1_run(ref, ref_opt, images_host, labels_host, device, 2 * UNROLL), 2 * UNROLL),
-    }
+        "R1": (from_start(ref, lambda m, o: r1_run(m, o, images_host, labels_host, device, 2 * UNROLL), seed),
+               2 * UNROLL),
+    }, ours, family
+
+
+def bench_meta(device, repeats, meta_batch):
+    """Meta-training throughput on the MNIST base network at the paper's settings (optimizee steps/s)."""
+    runs, ours, family = meta_runs(device, meta_batch)
     best = interleaved_best({k: fn for k, (fn, _) in runs.items()}, device, repeats)
     rates = {k: runs[k][1] / t for k, t in best.items()}
     for name, r in rates.items():
@@ -194,6 +232,16 @@ def bench_meta(device, repeats, meta_batch):
          fused_over_unfused=round(rates["l2l"] / rates["l2l, unfused cell"], 2),
          meta_batch_over_l2l=round(rates[f"l2l, meta-batch {meta_batch}"] / rates["l2l"], 2))
     bench_split(ours, family, device)
+
+
+def bench_init(device, seeds):
+    """How throughput depends on φ₀: l2l and R2 from the φ₀ of each seed (one timed run each, after a warm-up).
+    Denormal floats make some starting points several times slower for PyTorch's own kernels."""
+    for seed in seeds:
+        runs, _, _ = meta_runs(device, 1, seed)
+        t = interleaved_best({k: runs[k][0] for k in ("l2l", "R2")}, device, 1)
+        emit(figure="meta_training_by_init", seed=seed, **{f"{k}_steps_per_s": round(HORIZON / v, 2)
+                                                          for k, v in t.items()})
 
 
 def bench_split(lstm, family, device):
@@ -337,10 +385,11 @@ def saved_for_backward(fn) -> int:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--only", choices=["meta", "apply", "scaling"], help="run one group of figures")
+    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling"], help="run one group of figures")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
     parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
     parser.add_argument("--meta-batch", type=int, default=4, help="problems per LSTM call in the meta-batched row")
+    parser.add_argument("--init-seeds", type=int, default=4, help="starting points φ₀ compared by the init figure")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     emit(figure="environment", python=sys.version.split()[0], torch=torch.__version__, l2l=l2l.__version__,
@@ -348,6 +397,8 @@ def main(argv=None):
     sizes = [int(10**k) for k in range(3, 8) if 10**k <= args.max_coords]
     if args.only in (None, "meta"):
         bench_meta(device, args.repeats, args.meta_batch)
+    if args.only in (None, "init"):
+        bench_init(device, range(args.init_seeds))
     if args.only in (None, "apply"):
         bench_apply(device, [n for n in sizes if n >= 10**4])
     if args.only in (None, "scaling"):

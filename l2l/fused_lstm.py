@@ -81,11 +81,25 @@ def gate_constants(hidden: int) -> tuple[Tensor, Tensor]:
     return _GATE_CONSTANTS[hidden]
 
 
+# Backward flushes dL/dh and dL/dc below this to zero. Going back through an unroll they shrink at every step
+# (by the forget gates, by saturated gates) and, from some φ, reach the denormal range (< 1.2e-38), where x86
+# CPUs take ~100x longer per operation: a meta-training run was measured 5x slower from such a φ₀, nearly all of
+# it in the GEMMs on dgates (benchmarks/RESULTS.md, "by init"). Flushed here, at the [n, H] inputs (free),
+# dgates stay above 1e-27 (gate derivatives are ≥ 1e-7 or exactly 0) and their products with the weights stay
+# normal. 1e-20 is 12 orders of magnitude below anything that can move a float32 sum of meta-gradient terms.
+FLUSH_BELOW = 1e-20
+
+
+def _flush(t: Tensor) -> Tensor:
+    return torch.where(t.abs() < FLUSH_BELOW, 0.0, t)
+
+
 def _gates_backward(dh: Tensor, dc_new: Tensor, act: Tensor, c: Tensor, tanh_c: Tensor):
     """dL/dh', dL/dc' → dL/d(gate pre-activations), dL/dc, from the saved activations only."""
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-    dc = dc_new + dh * o * (1 - tanh_c * tanh_c)
+    dh = _flush(dh)
+    dc = _flush(dc_new + dh * o * (1 - tanh_c * tanh_c))
     dgates = torch.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
                         dh * tanh_c * o * (1 - o)], 1)
     return dgates, dc * f
