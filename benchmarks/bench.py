@@ -285,7 +285,7 @@ def measure_bandwidth_and_flops(device):
 
 
 def bench_apply(device, sizes):
-    """A trained LSTM applied as an optimizer step vs torch.optim.Adam on the same parameters; the floor."""
+    """A learned step (l2l.LearnedOptimizer.step) vs torch.optim.Adam.step on the same parameter; the floor."""
     bandwidth, flops = measure_bandwidth_and_flops(device)
     emit(figure="machine", bandwidth_GBps=round(bandwidth / 1e9, 2), matmul_GFLOPs=round(flops / 1e9, 1),
          device=str(device))
@@ -300,16 +300,10 @@ def bench_apply(device, sizes):
         p.grad = torch.randn(n, device=device)
         adam = torch.optim.Adam([p], lr=1e-3)
         t_adam = timed(adam.step, device, 3)
-        theta, grads = {"p": p.detach()}, {"p": p.grad}
-        state = lstm.init_state(theta)
-
-        def learned_step():
-            with torch.no_grad():
-                lstm.step(theta, grads, state)
-
+        learned = l2l.LearnedOptimizer([p], optimizer=lstm)  # what a user's training loop calls
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        t_lstm = timed(learned_step, device, 3)
+        t_lstm = timed(learned.step, device, 3)
         peak = peak_memory_mb(device)
         # floor: read and write 2 layers × (h, c) × 20 floats per coordinate, plus θ and ∇; ~10⁴ FLOPs
         bytes_moved = n * 4 * (2 * 2 * 2 * 20 + 3)

@@ -93,13 +93,19 @@ class CoordinatewiseLSTM(nn.Module):
         zeros = torch.zeros(shape, device=device or p.device, dtype=dtype or p.dtype)
         return LSTMState(zeros, zeros.clone())  # split per layer by LSTMState
 
-    def forward(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state."""
+    def forward(self, grad: Tensor, state: LSTMState, out: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
+        """grad: flat [n_coords]; returns the update g_t (flat, same shape) and the next state.
+
+        out: without a graph (torch.no_grad), an LSTMState to write the next state into, which may be `state`
+        itself: a caller that owns the state (LearnedOptimizer) then allocates nothing per step.
+        """
+        if out is not None and torch.is_grad_enabled():
+            raise ValueError("out= writes the state in place, which only a step without a graph (torch.no_grad) may do")
         if not torch.is_grad_enabled() and grad.numel() > APPLY_CHUNK:
-            return self._forward_in_chunks(grad, state)
+            return self._forward_in_chunks(grad, state, out)
         if fused_lstm.usable(grad) and not grad.requires_grad:  # the CPU's fused step (first-order ∇ only)
             update, hs, cs = fused_lstm.fused_step(self, grad, state.h, state.c)
-            return update.reshape(grad.shape), LSTMState(hs, cs)
+            return update.reshape(grad.shape), _into(out, LSTMState(hs, cs))
         cfg = self.config
         x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
@@ -110,24 +116,33 @@ class CoordinatewiseLSTM(nn.Module):
             cs.append(c)
             x = h
         update = self.head(x).reshape(grad.shape) * cfg.output_scale
-        return update, LSTMState(hs, cs)
+        return update, _into(out, LSTMState(hs, cs))
 
-
-    def _forward_in_chunks(self, grad: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+    def _forward_in_chunks(self, grad: Tensor, state: LSTMState, out: LSTMState | None) -> tuple[Tensor, LSTMState]:
         """The same step, APPLY_CHUNK coordinates at a time (rows are independent). Without a graph to keep,
         this holds the gate buffers in the CPU's cache and lets the allocator reuse them, instead of faulting in
-        fresh gigabyte-sized tensors at every step: for 10⁶+ coordinates it is several times faster."""
+        fresh gigabyte-sized tensors at every step: for 10⁶+ coordinates it is several times faster. Each chunk
+        reads its rows of `state` before writing them, so `out` may be `state`."""
         flat = grad.reshape(-1)
         update = torch.empty_like(flat)
-        hs = [torch.empty_like(h) for h in state.h]
-        cs = [torch.empty_like(c) for c in state.c]
+        if out is None:
+            out = LSTMState([torch.empty_like(h) for h in state.h], [torch.empty_like(c) for c in state.c])
         for start in range(0, flat.numel(), APPLY_CHUNK):
             rows = slice(start, start + APPLY_CHUNK)
             u, new = self(flat[rows], LSTMState([h[rows] for h in state.h], [c[rows] for c in state.c]))
             update[rows] = u
-            for out, part in zip(hs + cs, new.h + new.c):
-                out[rows] = part
-        return update.reshape(grad.shape), LSTMState(hs, cs)
+            for dst, part in zip(out.h + out.c, new.h + new.c):
+                dst[rows] = part
+        return update.reshape(grad.shape), out
+
+
+def _into(out: LSTMState | None, new: LSTMState) -> LSTMState:
+    """`new`, or `new` copied into `out` when one is given."""
+    if out is None:
+        return new
+    for dst, src in zip(out.h + out.c, new.h + new.c):
+        dst.copy_(src)
+    return out
 
 
 class LSTMOptimizer(nn.Module):

@@ -134,14 +134,17 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 self.state[p].update(h=h, c=c)
         states = [self.state[p] for p in params]
         grad = torch.cat([p.grad.reshape(-1).to(dtype) for p in params])
-        h = torch.cat([s["h"] for s in states], dim=1) if len(params) > 1 else states[0]["h"]
-        c = torch.cat([s["c"] for s in states], dim=1) if len(params) > 1 else states[0]["c"]
-        update, new = net(grad, LSTMState(h, c))
+        if len(params) == 1:  # the LSTM writes the state in place: a step allocates no state of its own
+            h, c = states[0]["h"], states[0]["c"]
+        else:
+            h, c = (torch.cat([s[k] for s in states], dim=1) for k in ("h", "c"))
+        update, _ = net(grad, LSTMState(h, c), out=LSTMState(h, c))
         sizes = [p.numel() for p in params]
-        new_h, new_c = new.stacked()
-        for p, s, u, h, c in zip(params, states, update.split(sizes), new_h.split(sizes, 1), new_c.split(sizes, 1)):
+        for p, s, u, h_p, c_p in zip(params, states, update.split(sizes), h.split(sizes, 1), c.split(sizes, 1)):
             p.add_(u.view(p.shape).to(p.dtype), alpha=group["lr"])
-            s["h"], s["c"] = h.contiguous(), c.contiguous()  # replaced, never written in place
+            if len(params) > 1:
+                s["h"].copy_(h_p)
+                s["c"].copy_(c_p)
 
     # --- saving and resuming ---------------------------------------------------------------------------
     def __getstate__(self) -> dict:  # torch's keeps only defaults, state and groups; copies need φ too

@@ -198,3 +198,31 @@ def test_applying_in_chunks_gives_the_same_step(monkeypatch):
         results.append((update, *state.stacked()))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("chunk", [10**9, 7])
+def test_a_step_written_into_its_own_state_equals_the_functional_step(monkeypatch, chunk):
+    """out=state (what LearnedOptimizer does to allocate nothing per step) reads every row before writing it."""
+    import l2l.optimizer as optimizer_module
+
+    monkeypatch.setattr(optimizer_module, "APPLY_CHUNK", chunk)
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(LSTMConfig(output_scale=1.0))
+    n = 50
+    functional, inplace = net.init_state(n), net.init_state(n)
+    h, c = (t.clone() for t in inplace.stacked())
+    with torch.no_grad():
+        for _ in range(3):
+            g = torch.randn(n)
+            u_ref, functional = net(g, functional)
+            u, new = net(g, optimizer_module.LSTMState(h, c), out=optimizer_module.LSTMState(h, c))
+            torch.testing.assert_close(u, u_ref, rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip((h, c), functional.stacked()))
+    assert new.h[0].data_ptr() == h[0].data_ptr()  # written in place
+
+
+def test_writing_the_state_in_place_needs_no_grad():
+    net = CoordinatewiseLSTM()
+    state = net.init_state(4)
+    with pytest.raises(ValueError, match="no_grad"):
+        net(torch.randn(4), state, out=state)
