@@ -14,8 +14,9 @@ Each `step()` applies the paper's update rule with φ frozen and no graph kept:
 There is one LSTM call per parameter group (and device) over the concatenated gradients of the group's
 parameters, so a model with a hundred tensors still costs one batched call per LSTM layer. Every parameter
 keeps its own LSTM state, `state[p] = {"h", "c"}` of shape [layers, numel, hidden] in φ's dtype on the
-parameter's device, so `state_dict()` / `load_state_dict()` behave as for any torch optimizer; the state
-dict also carries φ, so a run resumes exactly even if the checkpoint it started from has changed since.
+parameter's device, written in place at every step (as Adam writes its moments), so `state_dict()` /
+`load_state_dict()` behave as for any torch optimizer; the state dict also carries φ, so a run resumes
+exactly even if the checkpoint it started from has changed since.
 
 Used in: examples/train_mnist_with_learned_optimizer.py, book/use.md.
 """
