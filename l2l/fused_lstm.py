@@ -84,9 +84,10 @@ def gate_constants(hidden: int) -> tuple[Tensor, Tensor]:
 # Backward flushes dL/dh and dL/dc below this to zero. Going back through an unroll they shrink at every step
 # (by the forget gates, by saturated gates) and, from some φ, reach the denormal range (< 1.2e-38), where x86
 # CPUs take ~100x longer per operation: a meta-training run was measured 5x slower from such a φ₀, nearly all of
-# it in the GEMMs on dgates (benchmarks/RESULTS.md, "by init"). Flushed here, at the [n, H] inputs (free),
-# dgates stay above 1e-27 (gate derivatives are ≥ 1e-7 or exactly 0) and their products with the weights stay
-# normal. 1e-20 is 12 orders of magnitude below anything that can move a float32 sum of meta-gradient terms.
+# it in the GEMMs on dgates (benchmarks/RESULTS.md, "by init"). Flushed here, at the [n, H] inputs (free; at
+# the [n, 4H] output it cost 0.25 ms a call), dgates are products of values ≥ 1e-20 with gate derivatives
+# (≥ 1e-7 or exactly 0) and activations, so they and their products with the weights stay normal unless the
+# activations are themselves tiny. 1e-20 is far below anything that can move a float32 sum of meta-gradients.
 FLUSH_BELOW = 1e-20
 
 
@@ -126,26 +127,31 @@ class _Kernel:
         self.fn, self.rows, self.variants = fn, rows, {}
 
     def __call__(self, *args):
-        args = [t.detach() if isinstance(t, Tensor) else t for t in args]  # requires_grad would be guarded on
-        key = tuple((tuple(t.shape[i in self.rows:]), t.dtype) if isinstance(t, Tensor) else t
+        # detached, since requires_grad would be guarded on; the key is cheap, as this runs 4 times a step
+        args = [t.detach() if isinstance(t, Tensor) else t for t in args]
+        key = tuple((t.shape[1:] if i in self.rows else t.shape, t.dtype) if isinstance(t, Tensor) else t
                     for i, t in enumerate(args))
-        if key not in self.variants:
+        compiled = self.variants.get(key)
+        if compiled is None:
             fn = self.fn
             copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
                                       fn.__closure__)
-            self.variants[key] = torch.compile(copy)
-            self._run(self.variants[key], [torch.zeros(WARM_ROWS, *t.shape[1:], dtype=t.dtype) if i in self.rows
-                                           else t for i, t in enumerate(args)])
-        return self._run(self.variants[key], args)
+            compiled = self.variants[key] = torch.compile(copy)
+            warm = [torch.zeros(WARM_ROWS, *t.shape[1:], dtype=t.dtype) if i in self.rows else t
+                    for i, t in enumerate(args)]
+            self._mark(warm)
+            compiled(*warm)
+            self._mark(args)  # only calls that compile read the marks: the first ones of each variant
+        return compiled(*args)
 
-    def _run(self, compiled, args):
+    def _mark(self, args):
         for i, t in enumerate(args):
             if isinstance(t, Tensor):
-                if i in self.rows:
+                rows = i in self.rows
+                if rows:
                     torch._dynamo.maybe_mark_dynamic(t, 0)
-                for d in range(i in self.rows, t.dim()):
+                for d in range(1 if rows else 0, t.dim()):
                     torch._dynamo.mark_static(t, d)
-        return compiled(*args)
 
 
 def _kernels():
@@ -156,7 +162,7 @@ def _kernels():
             fwd_first = _Kernel(_first_gates_forward, rows=(0, 1, 3))
             bwd = _Kernel(_gates_backward, rows=(0, 1, 2, 3, 4))
             # tried once here, at the default hidden size (20), so a missing compiler is found up front
-            gates, c, g = torch.zeros(8, 80), torch.zeros(8, 20), torch.zeros(8)
+            gates, c = torch.zeros(8, 80), torch.zeros(8, 20)
             _, _, act, tanh_c = fwd(gates, c, torch.zeros(80), *gate_constants(20))
             bwd(c, c, act, c, tanh_c)
             _compiled.update(fwd=fwd, bwd=bwd, fwd_first=fwd_first)

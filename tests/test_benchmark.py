@@ -41,3 +41,38 @@ def test_reference_implementations_train(one_thread):
     bench.r2_run(ref, opt, images, labels, cpu, steps=bench.UNROLL)
     bench.r1_run(ref, opt, images, labels, cpu, steps=bench.UNROLL)
     assert all(not torch.equal(a, b) for a, b in zip(before, ref.parameters()))
+
+
+def test_references_start_from_the_same_phi_as_l2l(one_thread):
+    """R1 and R2 get l2l's φ₀, so all implementations start from the same optimizer."""
+    from l2l.experiments import mnist
+
+    bench = load_bench()
+    torch.manual_seed(0)
+    ours = mnist.make_optimizer()
+    ref = bench.reference_like(ours)
+    g = torch.randn(50) * torch.logspace(-6, 0, 50)  # both preprocessing branches
+    net = ours.nets["default"]
+    with torch.no_grad():
+        u_ours, _ = net(g, net.init_state(50))
+        u_ref, _ = ref(g, [torch.zeros(50, 20) for _ in range(4)])
+    torch.testing.assert_close(u_ours, u_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_each_timed_run_repeats_the_same_work(one_thread):
+    """from_start resets φ, meta-Adam and the random numbers, so every repeat of a timing is the same run."""
+    bench = load_bench()
+    cpu = torch.device("cpu")
+    images, labels = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (256,))
+    ref, after = bench.CellLSTM(), []
+
+    def run(lstm, meta_opt):
+        bench.r2_run(lstm, meta_opt, images, labels, cpu, steps=bench.UNROLL)
+        after.append([p.detach().clone() for p in lstm.parameters()])
+
+    start = [p.detach().clone() for p in ref.parameters()]
+    timed_run = bench.from_start(ref, run)
+    timed_run()
+    timed_run()
+    assert all(torch.equal(a, b) for a, b in zip(*after))
+    assert not all(torch.equal(a, b) for a, b in zip(start, after[0]))
