@@ -168,7 +168,7 @@ def _kernels():
             _compiled.update(fwd=fwd, bwd=bwd, fwd_first=fwd_first)
         except Exception as err:  # no C++ compiler, unsupported platform: say so once, then run unfused
             _state["broken"] = err
-            warnings.warn(f"l2l: the fused LSTM cell could not be compiled ({type(err).__name__}: "
+            warnings.warn(f"l2l: the fused LSTM step could not be compiled ({type(err).__name__}: "
                           f"{(str(err).splitlines() or [''])[0]}); using nn.LSTMCell's kernels, which are slower "
                           "on the CPU. Set L2L_FUSED=0 to silence this.", RuntimeWarning)
             return None
