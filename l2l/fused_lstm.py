@@ -91,7 +91,8 @@ def gate_constants(hidden: int) -> tuple[Tensor, Tensor]:
 FLUSH_BELOW = 1e-20
 
 
-def _flush(t: Tensor) -> Tensor:
+def flush(t: Tensor) -> Tensor:
+    """`t` with entries below FLUSH_BELOW in magnitude set to zero (also a gradient hook of the reference path)."""
     return torch.where(t.abs() < FLUSH_BELOW, 0.0, t)
 
 
@@ -99,8 +100,8 @@ def _gates_backward(dh: Tensor, dc_new: Tensor, act: Tensor, c: Tensor, tanh_c: 
     """dL/dh', dL/dc' → dL/d(gate pre-activations), dL/dc, from the saved activations only."""
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-    dh = _flush(dh)
-    dc = _flush(dc_new + dh * o * (1 - tanh_c * tanh_c))
+    dh = flush(dh)
+    dc = flush(dc_new + dh * o * (1 - tanh_c * tanh_c))
     dgates = torch.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
                         dh * tanh_c * o * (1 - o)], 1)
     return dgates, dc * f

@@ -112,6 +112,9 @@ class CoordinatewiseLSTM(nn.Module):
         for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
             h, c = fused_lstm.reference_layer(x, state.h[layer], state.c[layer], cell.weight_ih, cell.weight_hh,
                                               cell.bias_ih, cell.bias_hh)
+            if h.requires_grad and h.device.type == "cpu":  # as the fused step does (see fused_lstm.FLUSH_BELOW)
+                h.register_hook(fused_lstm.flush)
+                c.register_hook(fused_lstm.flush)
             hs.append(h)
             cs.append(c)
             x = h

@@ -112,9 +112,11 @@ def test_preprocessing_inside_the_first_layer_matches_the_formula():
     torch.testing.assert_close(x, preprocess(g, 10.0), rtol=1e-6, atol=1e-7)
 
 
-def test_backward_flushes_gradients_before_they_become_denormal():
+@pytest.mark.parametrize("mode", ["1", "0"])  # the fused step and the reference path (nn.LSTMCell's kernels)
+def test_backward_flushes_gradients_before_they_become_denormal(monkeypatch, mode):
     """Denormal floats cost x86 CPUs ~100x per operation (a meta-training run from some φ₀ was 5x slower):
     backward sets dL/dh and dL/dc below FLUSH_BELOW to zero, and leaves larger gradients as they are."""
+    monkeypatch.setenv("L2L_FUSED", mode)
     torch.manual_seed(0)
     net = CoordinatewiseLSTM()
     n = 64
