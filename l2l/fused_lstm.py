@@ -214,7 +214,8 @@ class FusedStep(torch.autograd.Function):
         k, a = gate_constants(hs[0].shape[1])
         for layer, ((w_ih, w_hh, b_ih, b_hh), h, c) in enumerate(zip(weights, hs, cs)):
             if layer == 0:
-                h_new, c_new, act, tanh_c, x = fwd_first(h @ w_hh.t(), grad, w_ih.t().contiguous(), c, b_ih + b_hh, k, a, p)
+                h_new, c_new, act, tanh_c, x = fwd_first(h @ w_hh.t(), grad, w_ih.t().contiguous(), c, b_ih + b_hh,
+                                                         k, a, p)
             else:
                 h_new, c_new, act, tanh_c = fwd((x @ w_ih.t()).addmm_(h, w_hh.t()), c, b_ih + b_hh, k, a)
             saved += [x, h, c, act, tanh_c]
