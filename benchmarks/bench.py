@@ -204,15 +204,13 @@ def meta_runs(device, meta_batch, seed=0):
     ours = mnist.make_optimizer(device)
     ref = reference_like(ours).to(device)
 
-    def problem(k=1):
-        return sample_problem(family, torch.Generator().manual_seed(seed), k)
+    def l2l_run(k=1):  # one optimizee run of k problems side by side, the same ones at every call
+        return lambda m, o: train_on_problem(m, sample_problem(family, torch.Generator().manual_seed(seed), k), o, cfg)
 
     return {
-        "l2l": (from_start(ours, lambda m, o: train_on_problem(m, problem(), o, cfg), seed), HORIZON),
-        "l2l, unfused cell": (fused_off(from_start(ours, lambda m, o: train_on_problem(m, problem(), o, cfg), seed)),
-                              HORIZON),
-        f"l2l, meta-batch {meta_batch}": (
-            from_start(ours, lambda m, o: train_on_problem(m, problem(meta_batch), o, cfg), seed), meta_batch * HORIZON),
+        "l2l": (from_start(ours, l2l_run(), seed), HORIZON),
+        "l2l, unfused cell": (fused_off(from_start(ours, l2l_run(), seed)), HORIZON),
+        f"l2l, meta-batch {meta_batch}": (from_start(ours, l2l_run(meta_batch), seed), meta_batch * HORIZON),
         "R2": (from_start(ref, lambda m, o: r2_run(m, o, images, labels, device), seed), HORIZON),
         # R1 is quadratic in the unroll length: time 2 unrolls and scale to steps per second
         "R1": (from_start(ref, lambda m, o: r1_run(m, o, images_host, labels_host, device, 2 * UNROLL), seed),

@@ -207,7 +207,8 @@ class FusedStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad, p, scale, n_layers, *tensors):
-        fwd, fwd_first = _kernels()["fwd"], _kernels()["fwd_first"]
+        kernels = _kernels()
+        fwd, fwd_first = kernels["fwd"], kernels["fwd_first"]
         hs, cs, rest = tensors[:n_layers], tensors[n_layers:2 * n_layers], tensors[2 * n_layers:]
         weights, (head_w, head_b) = [rest[4 * k:4 * k + 4] for k in range(n_layers)], rest[4 * n_layers:]
         x, new_h, new_c, saved = None, [], [], []

@@ -139,7 +139,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
             h, c = states[0]["h"], states[0]["c"]
         else:
             h, c = (torch.cat([s[k] for s in states], dim=1) for k in ("h", "c"))
-        update, _ = net(grad, LSTMState(h, c), out=LSTMState(h, c))
+        lstm_state = LSTMState(h, c)
+        update, _ = net(grad, lstm_state, out=lstm_state)
         sizes = [p.numel() for p in params]
         for p, s, u, h_p, c_p in zip(params, states, update.split(sizes), h.split(sizes, 1), c.split(sizes, 1)):
             p.add_(u.view(p.shape).to(p.dtype), alpha=group["lr"])
