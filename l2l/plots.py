@@ -1,14 +1,35 @@
 """One figure style for the whole book: log-scale loss against step, the LSTM solid, baselines dashed.
 
+Figures are sized for the book's text column (about 7 inches): at most two panels side by side (`panels`), so
+that their text stays legible at 1280 px. `l2l.book.figure` glues a figure with its caption.
+
 Used in: every chapter.
 """
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 
 from .evaluate import mean_and_band
 
 COLORS = {"LSTM": "C3", "SGD": "C0", "RMSprop": "C1", "Adam": "C2", "NAG": "C4"}
+
+
+WIDTH = 7.0  # inches: the book's text column
+PANEL_HEIGHT = 3.0
+
+
+def panels(n: int, height: float = PANEL_HEIGHT, sharey: bool = False):
+    """A figure of `n` panels, at most two per row, sized for the book; returns (figure, list of n axes)."""
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH if cols == 2 else WIDTH * 0.62, height * rows),
+                             sharey=sharey, squeeze=False, layout="constrained")
+    axes = list(axes.flat)
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 def style_for(name: str) -> dict:
@@ -20,7 +41,7 @@ def style_for(name: str) -> dict:
 def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss"):
     """Mean loss per step with its 95% band, one line per optimizer; returns the figure."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.6))
+        _, (ax,) = panels(1, height=3.2)
     for name, c in curves.items():
         mean, lo, hi = mean_and_band(c)
         steps = range(len(mean))
@@ -34,7 +55,7 @@ def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss"):
     ax.set_title(title)
     ax.legend(frameon=False)
     ax.grid(True, which="major", alpha=0.3)
-    ax.figure.tight_layout()
+    _tidy(ax.figure)
     return ax.figure
 
 
@@ -42,21 +63,29 @@ def plot_meta_training(history, ax=None):
     """Validation meta-loss per epoch (epoch 0 = untrained φ), the best epoch marked."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(len(history.val_loss)), history.val_loss, color=COLORS["LSTM"], label="validation")
+    epochs = history.val_epochs or range(len(history.val_loss))  # run records from before val_epochs existed
+    ax.plot(epochs, history.val_loss, color=COLORS["LSTM"], label="validation")
     ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best (epoch {history.best_epoch})")
     ax.set_yscale("log")
     ax.set_xlabel("meta-training epoch")
     ax.set_ylabel("summed loss over the horizon")
     ax.legend(frameon=False)
-    ax.figure.tight_layout()
+    _tidy(ax.figure)
     return ax.figure
 
 
+def _tidy(fig) -> None:
+    """Lay a figure out so labels never overlap ticks: constrained layout where it was set, else tight."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+
+
 def plot_grid(cells: list[dict], trained_width: int | None = None):
-    """Figure 6: final loss against width, one panel per depth; LSTM solid, best tuned baseline dashed."""
+    """Figure 6: final loss against width, one panel per depth (two per row); LSTM solid, best tuned baseline
+    dashed."""
     depths = sorted({c["depth"] for c in cells})
-    fig, axes = plt.subplots(1, len(depths), figsize=(4 * len(depths), 3.4), sharey=True, squeeze=False)
-    for ax, depth in zip(axes[0], depths):
+    fig, axes = panels(len(depths), sharey=True)
+    for ax, depth in zip(axes, depths):
         row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["width"])
         widths = [c["width"] for c in row]
         ax.plot(widths, [c["lstm"] for c in row], marker="o", label="LSTM", **style_for("LSTM"))
@@ -72,26 +101,29 @@ def plot_grid(cells: list[dict], trained_width: int | None = None):
         ax.set_yscale("log")
         ax.set_title(f"{depth} hidden layer{'s' if depth > 1 else ''}")
         ax.set_xlabel("hidden units")
-    axes[0][0].set_ylabel("final loss")
-    axes[0][0].legend(frameon=False)
-    fig.tight_layout()
+        ax.set_ylabel("final loss")
+    axes[0].legend(frameon=False)
     return fig
 
 
 def plot_image_grid(rows: dict[str, dict], title: str = ""):
-    """Figure 9: one row per setting, one column per image ({column title: [3, H, W] in [0, 1]})."""
+    """Figure 9: one row per setting, one column per image ({column title: [3, H, W] in [0, 1]}), at book width;
+    the setting is written left of each row."""
     n_cols = max(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.2 * n_cols, 2.4 * len(rows)), squeeze=False)
+    side = WIDTH / (n_cols + 0.4)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(WIDTH, (side + 0.35) * len(rows) + (0.3 if title else 0)),
+                             squeeze=False, layout="constrained")
     for ax_row, (label, images) in zip(axes, rows.items()):
         for ax, (column, image) in zip(ax_row, images.items()):
             ax.imshow(image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
-            ax.set_title(column, fontsize=9)
-        for ax in ax_row:
+            ax.set_title(column, fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_frame_on(False)
-        ax_row[0].set_ylabel(label, fontsize=9)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        for ax in ax_row[len(images):]:
+            ax.remove()
+        ax_row[0].set_ylabel(label, fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9)
     return fig

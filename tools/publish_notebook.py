@@ -4,11 +4,47 @@
 
 Drops papermill's injected-parameters cell (run.json records the parameters), its per-cell metadata and the
 empty "tags" lists it adds, so the notebook stays in sync with its py:percent pair (a test checks this).
+
+Keeps what a reader should see and nothing else: stderr (progress bars, warnings) and progress-bar widgets
+are dropped, and the script refuses a notebook whose outputs still name a path on the machine that ran it
+(print paths with `l2l.book.display_path`) or hold a traceback.
 """
+import re
 import sys
 
 import jupytext
 import nbformat
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\])/(home|root|tmp|work|Users|mnt|opt|var|srv|scratch|data|private)/")
+
+
+def clean_outputs(nb) -> None:
+    """Drop stderr streams and widget outputs (tqdm's bars) from every cell, and the widget state."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.output_type == "stream" and o.name == "stderr")
+                        and WIDGET not in o.get("data", {})]
+    nb.metadata.pop("widgets", None)
+
+
+def problems(nb) -> list[str]:
+    """Outputs a reader must not see: machine-local paths and errors."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            if o.output_type == "error":
+                found.append(f"cell {i}: an error ({o.ename})")
+                continue
+            texts = [o.get("text", "")] + [v for k, v in o.get("data", {}).items()
+                                           if k.startswith("text/") and isinstance(v, str)]
+            for text in texts:
+                for line in text.splitlines():
+                    if ABSOLUTE_PATH.search(line):
+                        found.append(f"cell {i}: a machine-local path: {line.strip()[:160]}")
+    return found
 
 
 def publish(executed: str, target: str) -> None:
@@ -19,9 +55,13 @@ def publish(executed: str, target: str) -> None:
             cell.metadata.pop(key, None)
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
+    clean_outputs(nb)
     pair = jupytext.read(target[: -len(".ipynb")] + ".py")
     if [c.source for c in pair.cells] != [c.source for c in nb.cells]:
         raise SystemExit(f"{executed} was run from other inputs than {target}'s py:percent pair; re-run it")
+    bad = problems(nb)
+    if bad:
+        raise SystemExit(f"{executed} is not fit to publish:\n  " + "\n  ".join(bad))
     nbformat.write(nb, target)
 
 

@@ -1,0 +1,248 @@
+"""The paper's claims, in the paper's order, and the verdict of the committed runs on each.
+
+`CLAIMS` lists what Andrychowicz et al. (2016) claim in Figures 4 to 9, each with a stable id, the figure, the
+chapter that tests it and the metric(s) it is judged on (the loss at the last step, "final", and the loss
+summed over the run, "summed"). A chapter records each comparison in its `run.json` as a dict from
+`l2l.claims` plus an "id" (see `record`); runs made before ids existed are matched by their claim text.
+
+`summary_rows` and `intro_rows` read `results/*/run.json` and build the book's two overview tables; nothing
+in them is typed by hand.
+
+Used in: book/intro, book/summary and every chapter (through `record`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .claims import NOT_AT_SCALE, VERDICTS, best_row, verdict
+
+PAPER_BUDGET = 10**6  # optimizee steps of meta-training in the official code: 10,000 epochs x 100 steps
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str  # where the paper shows it
+    chapter: str  # results/<chapter>/ and the notebook that tests it
+    short: str  # a few words, for the intro's table
+    text: str  # the claim, in our words (the paper prints no numbers)
+    metrics: tuple[str, ...] = ("final",)
+    history: str = "meta_training"  # the run.json key of the meta-training whose budget applies
+    negative: bool = False  # the paper says the LSTM fails here
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("quadratics", "Fig. 4 (left)", "quadratic", "Quadratics: the LSTM beats tuned SGD, RMSprop, Adam, NAG",
+          "On new random 10-dimensional quadratic functions, the LSTM optimizer outperforms the hand-designed "
+          "optimizers, each with its learning rate tuned.", ("final", "summed")),
+    Claim("mnist", "Fig. 4 (centre)", "mnist", "MNIST, 100 steps: the LSTM beats the tuned baselines",
+          "On MNIST (an MLP with 20 sigmoid hidden units), the LSTM outperforms the tuned baselines over the 100 "
+          "steps it was trained for.", ("final", "summed")),
+    Claim("mnist-200-steps", "Fig. 4 (right)", "mnist", "MNIST, 200 steps: still ahead beyond its horizon",
+          "Run for 200 steps, twice its training horizon, the LSTM keeps outperforming the baselines."),
+    Claim("mnist-40-units", "Fig. 5 (left)", "mnist", "MNIST, 40 hidden units: generalizes",
+          "The LSTM trained on the 20-unit network still outperforms the baselines on a network with 40 hidden "
+          "units."),
+    Claim("mnist-2-layers", "Fig. 5 (centre)", "mnist", "MNIST, 2 hidden layers: generalizes",
+          "The LSTM trained on the one-layer network still outperforms the baselines on a network with two "
+          "hidden layers."),
+    Claim("mnist-relu", "Fig. 5 (right)", "mnist", "MNIST, ReLU: fails to generalize (a negative result)",
+          "On a network with ReLU activations instead of sigmoids the LSTM fails: the baselines do better.",
+          negative=True),
+    Claim("mnist-architectures", "Fig. 6", "mnist", "MNIST, widths x depths: beats the best baseline",
+          "Across networks of other widths and depths, the LSTM trained on one architecture outperforms the "
+          "best tuned baseline."),
+    Claim("cifar10", "Fig. 7 (left)", "cifar", "CIFAR-10: the two-LSTM optimizer beats the tuned baselines",
+          "On CIFAR-10 (a small convolutional network), the optimizer with one LSTM for the convolutional and "
+          "one for the fully connected parameters outperforms the tuned baselines.", ("final", "summed")),
+    Claim("cifar5", "Fig. 7 (centre)", "cifar", "CIFAR-5: the same LSTM beats the tuned baselines",
+          "The same optimizer outperforms the baselines on CIFAR-5, five of the classes."),
+    Claim("cifar2", "Fig. 7 (right)", "cifar", "CIFAR-2: the same LSTM beats the tuned baselines",
+          "The same optimizer outperforms the baselines on CIFAR-2, two of the classes."),
+    Claim("cifar5-sub", "Fig. 7 (centre)", "cifar", "CIFAR-5: LSTM-sub (held-out classes) beats the baselines",
+          "LSTM-sub, meta-trained only on the other five classes, outperforms the baselines on CIFAR-5.",
+          history="meta_training_sub"),
+    Claim("cifar2-sub", "Fig. 7 (right)", "cifar", "CIFAR-2: LSTM-sub (held-out classes) beats the baselines",
+          "LSTM-sub, meta-trained only on the other classes, outperforms the baselines on CIFAR-2.",
+          history="meta_training_sub"),
+    Claim("cifar-two-lstms", "Sec. 3.3, Fig. 7", "cifar", "CIFAR-10: two LSTMs beat one shared LSTM",
+          "Separate LSTMs for the convolutional and the fully connected layers do better than one LSTM shared by "
+          "both (the design the paper adopts for CIFAR).", ("final", "summed")),
+    Claim("art-training-style", "Fig. 8 (left), Fig. 9", "art", "Neural art, training style: beats the baselines",
+          "On new content images with the style it was trained on, at the training resolution (64 px), the LSTM "
+          "outperforms the tuned baselines.", ("final", "summed")),
+    Claim("art-new-style", "Fig. 8 (right), Fig. 9", "art", "Neural art, new style at 128 px: generalizes",
+          "With a style it never saw, at twice the training resolution (128 px), the LSTM still outperforms the "
+          "tuned baselines.", ("final", "summed")),
+)
+BY_ID = {c.id: c for c in CLAIMS}
+
+CHAPTERS = {"quadratic": ("Ch. 1", "notebooks/01_quadratic"), "mnist": ("Ch. 2", "notebooks/02_mnist"),
+            "cifar": ("Ch. 3", "notebooks/03_cifar"), "art": ("Ch. 4", "notebooks/04_neural_art")}
+
+# Claim texts of runs recorded before claims carried an "id": (chapter, text) -> id.
+LEGACY_TEXTS = {
+    ("quadratic", "LSTM beats every tuned baseline"): "quadratics",
+    ("mnist", "Base network, 100 steps: LSTM beats every tuned baseline"): "mnist",
+    ("mnist", "Base network, 200 steps: LSTM still beats every tuned baseline"): "mnist-200-steps",
+    ("mnist", "40 hidden units: LSTM beats every tuned baseline"): "mnist-40-units",
+    ("mnist", "2 hidden layers: LSTM beats every tuned baseline"): "mnist-2-layers",
+    ("mnist", "ReLU: the LSTM fails to generalize (some baseline does as well or better)"): "mnist-relu",
+    ("mnist", "Width x depth sweep: LSTM beats the best tuned baseline on every architecture"): "mnist-architectures",
+    ("cifar", "CIFAR-10: the LSTM beats every tuned baseline"): "cifar10",
+    ("cifar", "CIFAR-5: the same LSTM beats every tuned baseline"): "cifar5",
+    ("cifar", "CIFAR-2: the same LSTM beats every tuned baseline"): "cifar2",
+    ("cifar", "CIFAR-5: LSTM-sub, trained on the other classes, beats every tuned baseline"): "cifar5-sub",
+    ("cifar", "CIFAR-2: LSTM-sub, trained on the other classes, beats every tuned baseline"): "cifar2-sub",
+    ("cifar", "Ablation: two LSTMs (conv, FC) beat one shared LSTM"): "cifar-two-lstms",
+    ("art", "Training style, test photos: LSTM beats every tuned baseline"): "art-training-style",
+    ("art", "New style at higher resolution: LSTM beats every tuned baseline"): "art-new-style",
+}
+METRIC_NAMES = {"final": "final loss", "summed": "summed loss"}
+
+
+def record(claim_id: str, result: dict) -> dict:
+    """A comparison from `l2l.claims` as a chapter stores it in run.json: with the claim's id and its text."""
+    claim = BY_ID[claim_id]  # KeyError: not a claim of the paper
+    metric = metric_of(result)
+    if metric not in claim.metrics:
+        raise ValueError(f"claim {claim_id!r} is judged on {claim.metrics}, not on {metric!r}")
+    return {"id": claim_id, "claim": f"{claim.short} ({METRIC_NAMES[metric]})", **result}
+
+
+def metric_of(result: dict) -> str:
+    return result["rows"][0]["metric"]
+
+
+def identify(chapter: str, entry: dict) -> tuple[str, str] | None:
+    """(claim id, metric) of one recorded comparison: its "id" key, else its legacy claim text."""
+    metric = metric_of(entry)
+    if "id" in entry:
+        return entry["id"], metric
+    text = re.sub(r"\s*\((final|summed) loss\)$", "", entry["claim"])
+    claim_id = LEGACY_TEXTS.get((chapter, text))
+    return (claim_id, metric) if claim_id else None
+
+
+def load_runs(root: Path | str | None = None) -> dict[str, dict]:
+    """{chapter: run.json} for every run committed under results/ (default: $L2L_RESULTS or the checkout's)."""
+    if root is None:
+        root = os.environ.get("L2L_RESULTS") or Path(__file__).resolve().parents[1] / "results"
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(root).glob("*/run.json"))}
+
+
+def budget(run: dict, history: str = "meta_training") -> int | None:
+    """Optimizee steps of meta-training: recorded, else epochs done x problems per epoch x horizon."""
+    h = run.get(history) or run.get("meta_training") or {}
+    if h.get("optimizee_steps") is not None:
+        return int(h["optimizee_steps"])
+    meta = (run.get("settings") or {}).get("meta") or {}
+    if "train_loss" not in h or not {"problems_per_epoch", "horizon"} <= meta.keys():
+        return None
+    return len(h["train_loss"]) * meta["problems_per_epoch"] * meta["horizon"]
+
+
+def judged(runs: dict[str, dict]) -> list[tuple[Claim, str, dict | None, dict | None]]:
+    """(claim, metric, recorded comparison or None, its run or None) for every claim and metric, in paper order."""
+    found = {}
+    for chapter, run in runs.items():
+        for entry in run.get("claims") or []:
+            key = identify(chapter, entry)
+            if key is not None:
+                found[key] = (entry, run)
+    return [(c, m, *found.get((c.id, m), (None, None))) for c in CLAIMS for m in c.metrics]
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4g}" if abs(x) != float("inf") else ("∞" if x > 0 else "−∞")
+
+
+def scale(run: dict | None, history: str = "meta_training") -> str:
+    """'paper, 2.0×10⁵ steps': the profile and the meta-training budget of a run."""
+    if run is None:
+        return "no run"
+    steps = budget(run, history)
+    return f"{run['profile']}, " + (f"{compact(steps)} steps" if steps is not None else "budget not recorded")
+
+
+def compact(n: int) -> str:
+    """200000 -> '200k', 1000000 -> '1M', 800 -> '800'."""
+    for unit, size in (("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def chapter_link(chapter: str, page: str, label: str | None = None) -> str:
+    """A Markdown link to a chapter, relative to the page (a docname such as 'book/summary')."""
+    name, doc = CHAPTERS[chapter]
+    rel = os.path.relpath(doc, os.path.dirname(page) or ".")
+    return f"[{label or name}]({rel}.ipynb)"
+
+
+def summary_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
+    """One row per claim and metric, in the paper's order, with the verdict and the deciding comparison."""
+    rows, previous = [], None
+    for claim, metric, entry, run in judged(runs):
+        text = claim.text if claim.id != previous else "the same claim"
+        previous = claim.id
+        row = {"figure": chapter_link(claim.chapter, page, claim.figure),
+               "the paper's claim": f"{text} *({METRIC_NAMES[metric]})*"}
+        if entry is None:
+            rows.append({**row, "verdict": NOT_AT_SCALE, "LSTM": "", "best tuned baseline": "",
+                         "difference [95% CI]": "", "run": "no run"})
+            continue
+        best = best_row(entry)
+        median = best.get("statistic", "mean") != "mean"
+        rows.append({**row, "verdict": f"**{verdict(entry, run['profile'])}**", "LSTM": fmt(best["learned"]),
+                     "best tuned baseline": f"{best['baseline']} {fmt(best['other'])}",
+                     "difference [95% CI]": ("median " if median else "") + f"{best['advantage']:.3g} "
+                     f"[{best['ci_low']:.3g}, {best['ci_high']:.3g}]",
+                     "run": scale(run, claim.history)})
+    return rows
+
+
+def tally(runs: dict[str, dict]) -> dict[str, int]:
+    """How many of the paper's comparisons got each verdict (every verdict listed, in a fixed order)."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    for _, _, entry, run in judged(runs):
+        counts[verdict(entry, run["profile"]) if entry else NOT_AT_SCALE] += 1
+    return counts
+
+
+def tally_text(runs: dict[str, dict]) -> str:
+    counts = tally(runs)
+    parts = [f"**{n}** {name}" for name, n in counts.items() if n]
+    return f"Of the paper's {sum(counts.values())} comparisons: " + ", ".join(parts) + "."
+
+
+def intro_rows(runs: dict[str, dict], page: str = "book/intro") -> list[dict]:
+    """One row per claim, in the paper's order: the verdict on each metric, and the chapter with the run's scale."""
+    by_claim: dict[str, dict] = {}
+    for claim, metric, entry, run in judged(runs):
+        v = verdict(entry, run["profile"]) if entry else NOT_AT_SCALE
+        row = by_claim.setdefault(claim.id, {
+            "the paper's claim": f"{claim.figure}: {claim.short}", "final loss": "—", "summed loss": "—",
+            "run": f"{chapter_link(claim.chapter, page)}, {scale(run, claim.history)}"})
+        row[METRIC_NAMES[metric]] = v
+    return list(by_claim.values())
+
+
+def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
+    """How each committed run was made: one row per chapter, with paths shown relative to the data root."""
+    from .book import display_path
+
+    rows = []
+    for chapter, run in runs.items():
+        v = run.get("versions", {})
+        rows.append({"chapter": chapter_link(chapter, page) if chapter in CHAPTERS else chapter,
+                     "profile / seed": f"{run['profile']} / {run['seed']}", "meta-training": scale(run),
+                     "wall time": f"{run['wall_time_s'] / 60:.0f} min", "device": run.get("device", ""),
+                     "data": display_path(run.get("data_source") or "synthetic"),
+                     "versions": f"torch {v.get('torch', '?')}, l2l {v.get('l2l', '?')}",
+                     "command": f"`{run['command']}`"})
+    return rows
