@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .evaluate import mean_and_band
 
@@ -38,31 +39,71 @@ def style_for(name: str) -> dict:
     return {"color": color, "linestyle": "-" if learned else "--", "linewidth": 2.0 if learned else 1.4}
 
 
-def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss"):
-    """Mean loss per step with its 95% band, one line per optimizer; returns the figure."""
+def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss", legend: bool = True):
+    """Mean loss per step with its 95% band, one line per optimizer; returns the figure.
+
+    A curve that diverges (its mean rises above 10x the highest starting loss, or is not finite) leaves the top
+    of the panel, so it does not squash the others, and the panel names it; its band is not drawn."""
     if ax is None:
         _, (ax,) = panels(1, height=3.2)
-    for name, c in curves.items():
-        mean, lo, hi = mean_and_band(c)
+    means = {name: mean_and_band(c) for name, c in curves.items()}
+    start = max((m[0].item() for m, _, _ in means.values() if math.isfinite(m[0].item())), default=1.0)
+    ceiling = 10 * start
+    diverged = []
+    for name, (mean, lo, hi) in means.items():
         steps = range(len(mean))
         style = style_for(name)
         ax.plot(steps, mean, label=name, **style)
+        if not bool(mean.isfinite().all()) or mean.max().item() > ceiling:
+            diverged.append(name)
+        if name in diverged:  # an empty band: its spread would only stretch the axis
+            lo = hi = mean
         ax.fill_between(steps, lo.clamp_min(mean.min().item() * 1e-3), hi, color=style["color"], alpha=0.15,
                         linewidth=0)
     ax.set_yscale("log")
+    if diverged:
+        ax.set_ylim(top=ceiling)
+        ax.text(0.98, 0.97, "diverged: " + ", ".join(diverged), transform=ax.transAxes, ha="right", va="top",
+                fontsize="x-small")
+    readable_log_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(frameon=False)
+    if legend:
+        ax.legend(frameon=False, fontsize="small")
     ax.grid(True, which="major", alpha=0.3)
     _tidy(ax.figure)
     return ax.figure
 
 
+def readable_log_ticks(ax) -> None:
+    """On a log axis that spans less than ~1.5 decades, label ticks as plain numbers (0.3, 0.5, 1) rather
+    than as 3 x 10^-1."""
+    lo, hi = ax.get_ylim()
+    if lo <= 0 or hi / lo > 30:
+        return
+    subs = (1.0, 2.0, 3.0, 5.0) if hi / lo > 4 else (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    ax.yaxis.set_major_locator(LogLocator(subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def shared_legend(fig) -> None:
+    """One legend for all panels of `fig`, below them, instead of one per panel (needs `panels`' layout)."""
+    entries = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=len(entries) if len(entries) <= 6 else math.ceil(len(entries) / 2),
+               frameon=False, fontsize="small")
+
+
 def plot_meta_training(history, ax=None):
     """Validation meta-loss per epoch (epoch 0 = untrained φ), the best epoch marked."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.2))
+        _, (ax,) = panels(1)
     epochs = history.val_epochs or range(len(history.val_loss))  # run records from before val_epochs existed
     ax.plot(epochs, history.val_loss, color=COLORS["LSTM"], label="validation")
     ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best (epoch {history.best_epoch})")
@@ -101,8 +142,11 @@ def plot_grid(cells: list[dict], trained_width: int | None = None):
         ax.set_yscale("log")
         ax.set_title(f"{depth} hidden layer{'s' if depth > 1 else ''}")
         ax.set_xlabel("hidden units")
+    for ax in axes:
+        readable_log_ticks(ax)
+    for ax in axes[::2]:
         ax.set_ylabel("final loss")
-    axes[0].legend(frameon=False)
+    shared_legend(fig)
     return fig
 
 
