@@ -1,8 +1,9 @@
-"""The command line: `python -m l2l {train, evaluate, list}`.
+"""The command line: `python -m l2l {train, evaluate, run, list}`.
 
-Each command calls the same chapter functions as the notebooks (`l2l.experiments.<task>`: settings,
-base_family, train) and the same library functions (`tune_baselines`, `evaluate_all`, `summarize`), with
-the same seeds, so `evaluate` at the paper profile reproduces the chapter's test table.
+`train` calls the chapter's own `train` (`l2l.experiments.<chapter>`), the function its notebook calls, with the
+same output folder, training states and seeds, so a run paused in one resumes in the other. `evaluate` tunes the
+baselines and tests on the chapter's test problems with the chapters' `compare`; `run` executes the chapter's
+notebook with papermill and the same parameters.
 
 Errors a user can fix (an unknown name, a missing file, a bad argument) end the program with one line on
 stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see the traceback instead.
@@ -10,6 +11,7 @@ stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from .profiles import PROFILES
 
-TASKS = ("quadratic", "mnist")  # the chapters with a `train` step (l2l.experiments.<task>)
+TASKS = ("quadratic", "mnist", "cifar", "art")  # the chapters (l2l.experiments.<task>), in the book's order
+NOTEBOOKS = {"quadratic": "01_quadratic", "mnist": "02_mnist", "cifar": "03_cifar", "art": "04_neural_art"}
 
 
 class UsageError(Exception):
@@ -42,6 +45,16 @@ def chapter(task: str):
     return importlib.import_module(f"l2l.experiments.{task}")
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -58,7 +71,7 @@ def build_parser() -> Parser:
         "gradient descent by gradient descent')."), epilog=(
         "Environment: L2L_DATA (data root with MNIST/raw/, default ./data), L2L_CACHE (decoded-data cache), "
         "L2L_PROFILE (default profile), L2L_TRACEBACK=1 (show tracebacks instead of one-line errors)."))
-    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,list}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,run,list}", required=True)
 
     def common(p, profile_help):
         p.add_argument("--profile", choices=PROFILES, default=None, help=profile_help)
@@ -69,18 +82,35 @@ def build_parser() -> Parser:
             "cpu, cuda, cuda:N, or auto (default: CUDA when available); an unavailable device is an error"))
         p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
-    train = commands.add_parser("train", help="meta-train an LSTM optimizer on a chapter's task", description=(
-        "Meta-train the paper's coordinatewise LSTM on a chapter's task with a profile's settings (the same "
-        "function the chapter's notebook calls) and save the best validated optimizer as a checkpoint."))
-    train.add_argument("task", choices=TASKS, help="the chapter's task: quadratic (section 3.1) or mnist (3.2)")
-    common(train, "settings: paper (the paper's; a GPU helps for mnist), quick (minutes on a CPU) or smoke "
-                  "(seconds); default $L2L_PROFILE, else paper")
-    train.add_argument("--out", default=".", help=(
-        "where to write the checkpoint: a .safetensors file, or a folder that gets <task>.safetensors "
-        "(default: the current folder); it is rewritten whenever validation improves"))
-    train.add_argument("--state", default=None, metavar="PATH", help=(
-        "save the whole training state to PATH after every epoch and on Ctrl-C; running the same command "
-        "again resumes from it exactly (a different task, profile or seed is refused)"))
+    def resumable(p):
+        p.add_argument("--max-minutes", type=positive_float, default=None, metavar="M", help=(
+            "time budget: stop at the next epoch boundary after M minutes with the training state saved; running "
+            "the same command again continues (default: no limit)"))
+        p.add_argument("--fresh", action="store_true", help=(
+            "forget the chapter's saved training states and start over (default: resume from them)"))
+
+    train = commands.add_parser("train", help="meta-train a chapter's LSTM optimizer(s), resumably", description=(
+        "Meta-train a chapter's learned optimizer(s) with a profile's settings: the same function the chapter's "
+        "notebook calls. The full training state is saved after every epoch under OUT/state/, so an interrupted "
+        "or paused run resumes exactly where it stopped, and a finished one is loaded, not repeated. The best "
+        "validated optimizer is saved as OUT/lstm.safetensors (CIFAR: also lstm_one_shared and lstm_sub)."))
+    train.add_argument("task", choices=TASKS, help="the chapter: quadratic (3.1), mnist (3.2), cifar (3.3), art (3.4)")
+    common(train, "settings: paper (the paper's; hours on a CPU for mnist, cifar and art), quick (minutes) or "
+                  "smoke (seconds); default $L2L_PROFILE, else paper")
+    train.add_argument("--out", default=None, help=(
+        "the chapter's output folder (default: the notebook's, results/<task> for paper, results/<task>/<profile> "
+        "otherwise)"))
+    resumable(train)
+
+    run = commands.add_parser("run", help="execute a chapter's notebook with papermill", description=(
+        "Execute the chapter's notebook (notebooks/NN_<chapter>.ipynb) with papermill and these parameters; its "
+        "training resumes from and saves to the same states as `train`. A run paused by --max-minutes says so "
+        "and exits 0: run the same command again to continue."))
+    run.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar or art")
+    common(run, "the notebook's profile parameter: paper, quick or smoke; default $L2L_PROFILE, else paper")
+    resumable(run)
+    run.add_argument("--output", default=None, help=(
+        "where to write the executed notebook (default: out-<task>-<profile>.ipynb in the current folder)"))
 
     ev = commands.add_parser("evaluate", help="compare a trained optimizer with tuned SGD/RMSprop/Adam/NAG",
                              description=(
@@ -115,39 +145,58 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line({c: c for c in cols}), line({c: "-" * width[c] for c in cols}), *map(line, rows)])
 
 
-def checkpoint_path(out: str, task: str) -> Path:
-    out = Path(out).expanduser()
-    if out.suffix == ".safetensors":
-        return out
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is an existing file that is not a .safetensors checkpoint")
-    return out / f"{task}.safetensors"
-
-
 def cmd_train(args) -> None:
     from .device import describe_device, pick_device
+    from .meta import display_path
+    from .results import results_dir
+    from .experiments.chapter import paused_message
 
     module = chapter(args.task)
     s = module.settings(args.profile, args.seed)
     device = pick_device(args.device)
-    path = checkpoint_path(args.out, args.task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"meta-training on {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}")
-    print(s.meta)
-    fam = module.base_family(s, device)
-    _, history = module.train(s, fam, checkpoint=path, progress=not args.no_progress, state_path=args.state,
-                              info={"command": "python -m l2l " + " ".join(sys.argv[1:])})
-    print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
-          f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s:.0f} s")
-    print(f"wrote {path}")
+    out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a folder")
+    print(f"meta-training {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}, "
+          f"outputs in {display_path(out)}")
+    result = module.train(s, out, device, max_minutes=args.max_minutes, progress=not args.no_progress,
+                          fresh=args.fresh)
+    for t in result.all:
+        h = t.history
+        print(f"{t.name}: epoch {h.epochs_done} of {t.cfg.epochs}, {h.optimizee_steps:,} optimizee steps; best "
+              f"validation {t.cfg.val_metric} loss {h.best_val:.4g} at epoch {h.best_epoch} "
+              f"(untrained {h.val_loss[0]:.4g}); {h.wall_time_s:.0f} s in all")
+    if not result.complete:
+        print(paused_message(result.all))
+        return
+    print(f"wrote {', '.join(display_path(out / f'{t.name}.safetensors') for t in result.all if (out / f'{t.name}.safetensors').exists())}")
+
+
+def cmd_run(args) -> None:
+    import papermill
+
+    from .meta import display_path
+    from .results import repo_root
+
+    module = chapter(args.task)
+    s = module.settings(args.profile, args.seed)  # checks the profile and seed before a kernel starts
+    notebook = repo_root() / "notebooks" / f"{NOTEBOOKS[args.task]}.ipynb"
+    output = Path(args.output or f"out-{args.task}-{s.profile}.ipynb")
+    params = {"profile": s.profile, "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes,
+              "fresh": args.fresh}
+    print(f"executing {display_path(notebook)} with {params} into {display_path(output)}")
+    papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebook.parent),
+                               progress_bar=not args.no_progress, log_output=False)
+    paused = [line for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])
+              for line in "".join(o.get("text", "")).splitlines() if line.startswith("paused at ")]
+    print(paused[0] if paused else f"finished: {display_path(output)}")
 
 
 def cmd_evaluate(args) -> None:
     from . import trained
-    from .baselines import tune_baselines
     from .device import describe_device, pick_device
-    from .evaluate import evaluate_all, summarize
-    from .experiments.common import seeds
+    from .evaluate import summarize
+    from .experiments.common import compare, seeds
     from .results import save_json
 
     device = pick_device(args.device)
@@ -161,15 +210,13 @@ def cmd_evaluate(args) -> None:
     steps = args.steps or s.steps
     n_test = args.n or s.n_test
     run_seeds = seeds(args.seed)
+    test = module.test_family(s, device)
     print(f"evaluating {args.checkpoint} (trained on {info.get('task', '?')}, profile {info.get('profile', '?')}) "
-          f"on {task}: profile {s.profile}, {steps} steps, {n_test} test problems, seed {args.seed}, "
-          f"{describe_device(device)}")
-    fam = module.base_family(s, device)
-    tuning = tune_baselines(fam, steps=steps, n_problems=s.n_tune, seed=run_seeds["validation"],
-                            progress=not args.no_progress)
-    optimizers = {"LSTM": lstm, **{name: tuning.make(name) for name in tuning.rates}}
-    curves = evaluate_all(optimizers, fam, steps=steps, n_problems=n_test, seed=run_seeds["test"],
-                          progress=not args.no_progress)
+          f"on {task}'s test problems ({test_description(test)}): profile {s.profile}, {steps} steps, {n_test} test "
+          f"problems, seed {args.seed}, {describe_device(device)}")
+    curves, tuning, _ = compare(lstm, test, steps, n_tune=s.n_tune, n_test=n_test, seeds=run_seeds,
+                               tune_family=module.tune_family(s, device), grid=s.lr_grid,
+                               progress=not args.no_progress)
     summary = summarize(curves)
     rows = [{"optimizer": name, "learning rate": "learned" if name == "LSTM" else f"{tuning.rates[name]:.3g}",
              "final loss": f"{r['final']:.4g} ± {r['final_ci']:.2g}",
@@ -185,6 +232,11 @@ def cmd_evaluate(args) -> None:
             "mean_curves": {name: c.double().mean(0).tolist() for name, c in curves.items()},
         })
         print(f"wrote {args.out}")
+
+
+def test_description(family) -> str:
+    split = getattr(family, "split", None)
+    return f"{type(family).__name__}, {split} split" if split else f"fresh {type(family).__name__} problems"
 
 
 def cmd_list(args) -> None:
@@ -212,7 +264,7 @@ def cmd_list(args) -> None:
           "val loss = validation loss summed over the training horizon")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "list": cmd_list}
 
 
 def one_line(error: BaseException) -> str:

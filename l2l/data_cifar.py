@@ -53,7 +53,7 @@ SUBSETS = {
 class CIFAR10Data(NamedTuple):
     images: Tensor  # uint8 [N, 3, 32, 32]
     labels: Tensor  # int64 [N], indices into CLASSES
-    source: str  # which layout under which root produced the tensors
+    source: str  # which layout produced the tensors, and where under the data root
 
 
 _LOADED: dict[tuple, CIFAR10Data] = {}  # (root, split, device) -> data already on the device
@@ -187,11 +187,11 @@ def load_cifar10(split: str, device: torch.device | str = "cpu", download: bool 
         raise _not_found(root, split)
 
     if kind == "pickles":
-        source = f"torchvision CIFAR10 (python pickles, lossless) in {pickles}"
+        source = f"torchvision CIFAR10 (python pickles, lossless) in $L2L_DATA/{pickles.relative_to(root)}"
     else:
         formats = sorted({p.suffix.lower().lstrip(".").replace("jpeg", "jpg") for p in files})
         lossy = ", lossy" if "jpg" in formats else ""
-        source = f"image-folder tree ({'/'.join(f.upper() for f in formats)}{lossy}) in {root / IMAGE_TREE}"
+        source = f"image-folder tree ({'/'.join(f.upper() for f in formats)}{lossy}) in $L2L_DATA/{IMAGE_TREE}"
     path = cache_dir() / f"cifar10-{split}-{_cache_key([kind, split] + _stamp(files))}.safetensors"
     tensors = load_or_decode(path, lambda images: images.shape[1:] == (3, 32, 32), lambda: (
         _decode_pickles(root, split, False) if kind == "pickles" else _decode_tree(per_class)))

@@ -17,6 +17,7 @@ With `state_path`, the whole run is saved after every epoch and on Ctrl-C, and r
 from __future__ import annotations
 
 import copy
+import datetime
 import math
 import numbers
 import time
@@ -24,16 +25,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .checkpoint import save_optimizer
-from .evaluate import evaluate
+from .evaluate import run_problems
 from .problems.batch import MetaBatch
 from .training_state import (capture, check_resumable, describe_family, load_state, restore, save_state,
                              sweep_orphans)
 from .unroll import cut, start, unroll
 
 VAL_SEED_OFFSET = 1_000_003  # validation problems never coincide with training problems of the same seed
+VAL_METRICS = ("summed", "final")
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -53,6 +56,10 @@ class MetaTrainConfig:
     clip: float = 1.0  # max global norm of the meta-gradient
     second_order: bool = False  # keep ∂∇_t/∂φ (the paper drops it)
     n_val: int = 10  # validation problems per epoch
+    # how φ is scored on the validation problems: "summed" (the meta-loss, Σ_t f(θ_t) on minibatches) or "final"
+    # (the paper's criterion: each network's loss at step T, on a fixed evaluation batch where the problem has one)
+    val_metric: str = "summed"
+    val_every: int = 1  # validate (and early-stop) after every val_every epochs, and after the last
     max_bad_in_row: int = 20  # abandoned runs (non-finite or diverged) tolerated in a row before stopping
     # an optimizee whose mean loss exceeds this × f(θ_0) within a run has diverged (None: never). An untrained
     # quadratics LSTM peaks near 1e4 × f(θ_0), so 1e6 only catches real blow-ups.
@@ -65,12 +72,14 @@ class MetaTrainConfig:
     def __post_init__(self):
         if self.unroll < 1 or self.horizon < 1 or self.horizon % self.unroll:
             raise ValueError(f"horizon ({self.horizon}) must be a positive multiple of unroll ({self.unroll})")
-        for name in ("epochs", "problems_per_epoch", "n_val", "max_bad_in_row", "meta_batch"):
+        for name in ("epochs", "problems_per_epoch", "n_val", "max_bad_in_row", "meta_batch", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MetaTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.problems_per_epoch % self.meta_batch:
             raise ValueError(f"problems_per_epoch ({self.problems_per_epoch}) must be a multiple of meta_batch "
                              f"({self.meta_batch})")
+        if self.val_metric not in VAL_METRICS:
+            raise ValueError(f"val_metric must be one of {', '.join(VAL_METRICS)}, got {self.val_metric!r}")
         if not (self.meta_lr > 0 and self.clip > 0):
             raise ValueError(f"meta_lr and clip must be positive, got {self.meta_lr}, {self.clip}")
         if self.diverge_factor is not None and not self.diverge_factor > 1:
@@ -81,22 +90,48 @@ class MetaTrainConfig:
 @dataclass
 class History:
     train_loss: list[float] = field(default_factory=list)  # mean meta-loss per unroll, per epoch
-    val_loss: list[float] = field(default_factory=list)  # summed validation loss; index 0 = before training
+    # one entry per validation, the first before training: the epoch, the optimizee steps of meta-training done
+    # by then, and both scores; val_loss is the one φ is selected by (cfg.val_metric)
+    val_epochs: list[int] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_final: list[float] = field(default_factory=list)
+    val_summed: list[float] = field(default_factory=list)
     best_epoch: int = 0
     skipped_unrolls: int = 0  # optimizee runs abandoned on a non-finite or divergent unroll
+    epochs_done: int = 0
+    optimizee_steps: int = 0  # optimizee steps of meta-training done (skipped runs count the steps they took)
     wall_time_s: float = 0.0
+    # one entry per call of meta_train that did some work: when, which epochs, on what (a run made in stages)
+    stages: list[dict] = field(default_factory=list)
 
     @property
     def best_val(self) -> float:
-        return self.val_loss[self.best_epoch]
+        return self.val_loss[self.val_epochs.index(self.best_epoch)]
+
+    def complete(self, cfg: "MetaTrainConfig") -> bool:
+        return self.epochs_done >= cfg.epochs
+
+
+def final_loss(problem, theta) -> Tensor:
+    """f(θ_T) per instance, on the problem's fixed evaluation batch where it has one (a smaller-variance final loss
+    than one minibatch), else its ordinary loss."""
+    with torch.no_grad():
+        return (problem.eval_loss(theta) if hasattr(problem, "eval_loss") else problem.loss(theta)).detach().cpu()
+
+
+def validation_scores(optimizer, family, cfg: MetaTrainConfig) -> dict[str, float]:
+    """Both validation scores, means over cfg.n_val validation problems: "summed" Σ_{t=1..T} f(θ_t) (the
+    meta-loss the training minimises) and "final" f(θ_T) (see final_loss). Non-finite scores become inf."""
+    curves, finals = run_problems(optimizer, family, steps=cfg.horizon, n_problems=cfg.n_val,
+                                  seed=cfg.seed + VAL_SEED_OFFSET, final_metric=final_loss)
+    scores = {"summed": curves[:, 1:].sum(1).mean().item(), "final": torch.cat(finals).mean().item()}
+    return {k: v if math.isfinite(v) else math.inf for k, v in scores.items()}
 
 
 def validation_score(optimizer, family, cfg: MetaTrainConfig) -> float:
-    """Mean over validation problems of Σ_{t=1..T} f(θ_t): the meta-loss the training minimises."""
-    curves = evaluate(optimizer, family, steps=cfg.horizon, n_problems=cfg.n_val,
-                      seed=cfg.seed + VAL_SEED_OFFSET, progress=False)
-    score = curves[:, 1:].sum(1).mean().item()
-    return score if math.isfinite(score) else math.inf
+    """The score φ is selected by: validation_scores()[cfg.val_metric]."""
+    return validation_scores(optimizer, family, cfg)[cfg.val_metric]
 
 
 def sample_problem(family, generator, meta_batch: int = 1):
@@ -143,7 +178,8 @@ def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tupl
 
 
 def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpoint=None, info: dict | None = None,
-               progress: bool = True, callback=None, *, state_path=None) -> History:
+               progress: bool = True, callback=None, *, state_path=None, max_minutes: float | None = None,
+               stop_when=None) -> History:
     """Meta-train `optimizer` (an LSTMOptimizer) in place on problems from `family`; returns the History.
 
     On return the optimizer holds the best φ found on the validation problems (from `val_family`,
@@ -152,8 +188,14 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     state_path: file for the full training state (see l2l.training_state), written atomically after every
     epoch and when interrupted (Ctrl-C). If it exists, training resumes from it, and on the CPU ends with the
     same φ and History as an uninterrupted run, bit for bit; its config, architecture and families must match
-    (only `epochs` may grow, to extend a finished run).
+    (only `epochs` may grow, to extend a finished run). A finished run is loaded, not repeated.
+    max_minutes: a time budget for this call; when it is spent, training stops at the next epoch boundary with
+    its state saved (needs state_path), and `history.complete(cfg)` is False: call again to continue.
+    stop_when: instead of max_minutes, a function checked before every epoch; True pauses the same way.
+    Every call that trains records a stage in `history.stages`.
     """
+    if (max_minutes is not None or stop_when is not None) and state_path is None:
+        raise ValueError("max_minutes needs a state_path: a paused run must be saved to be continued")
     val_family = val_family or family
     generator = torch.Generator().manual_seed(cfg.seed)
     meta_opt = torch.optim.Adam(optimizer.parameters(), lr=cfg.meta_lr)
@@ -166,12 +208,18 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     P = cfg.problems_per_epoch
 
     def validate(epoch):
-        history.val_loss.append(validation_score(optimizer, val_family, cfg))
-        if history.val_loss[-1] < history.val_loss[history.best_epoch] or epoch == 0:
+        scores = validation_scores(optimizer, val_family, cfg)
+        history.val_epochs.append(epoch)
+        history.val_steps.append(history.optimizee_steps)
+        history.val_final.append(scores["final"])
+        history.val_summed.append(scores["summed"])
+        history.val_loss.append(scores[cfg.val_metric])
+        if epoch == 0 or history.val_loss[-1] < history.best_val:
             history.best_epoch = epoch
             best[0] = copy.deepcopy(optimizer.state_dict())
             if checkpoint is not None:
-                save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1], **meta)
+                save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1],
+                               val_metric=cfg.val_metric, optimizee_steps=history.optimizee_steps, **meta)
 
     def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
         hist = asdict(replace(history, wall_time_s=spent + time.perf_counter() - t0))
@@ -182,30 +230,39 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
         sweep_orphans(state_path)  # this run is now the file's only writer
     if state_path is not None and Path(state_path).exists():
         saved = load_state(state_path)
-        check_resumable(saved, state_path, **fixed, epochs=cfg.epochs)
+        check_resumable(saved, state_path, **fixed, epochs=cfg.epochs, defaults=asdict(MetaTrainConfig()))
         restore(saved, optimizer, meta_opt, generator)
         history, best[0], spent = History(**saved["history"]), saved["best_phi"], saved["history"]["wall_time_s"]
         epoch0, problem0, epoch_losses, bad_in_row = (saved[k] for k in ("epoch", "problem", "epoch_losses",
                                                                           "bad_in_row"))
         snap = saved
-        if progress:
-            tqdm.write(f"resuming meta-training from {state_path} at epoch {epoch0} ({problem0}/{P} problems done)")
+        if progress and epoch0 <= cfg.epochs:
+            tqdm.write(f"resuming meta-training from {display_path(state_path)} at epoch {epoch0} "
+                       f"({problem0}/{P} problems done)")
     else:
         validate(0)
         if state_path is not None:
             snap = snapshot(1, 0)
             save_state(state_path, snap)
+    stage = {"started": utc_now(), "from_epoch": epoch0, "device": str(next(optimizer.parameters()).device),
+             "threads": torch.get_num_threads()}
+    if stop_when is None and max_minutes is not None:
+        deadline = time.perf_counter() + 60 * max_minutes
+        stop_when = lambda: time.perf_counter() > deadline  # noqa: E731
     bar = tqdm(total=cfg.epochs * P, initial=min((epoch0 - 1) * P + problem0, cfg.epochs * P),
-               desc="meta-training", disable=not progress)
+               desc="meta-training", disable=not progress or epoch0 > cfg.epochs)
     last_fault = None
     try:
         for epoch in range(epoch0, cfg.epochs + 1):
+            if stop_when is not None and stop_when():
+                break
             for i in range(problem0 if epoch == epoch0 else 0, P, cfg.meta_batch):
                 if state_path is not None:
                     snap = snapshot(epoch, i)
                 losses, fault = train_on_problem(optimizer, sample_problem(family, generator, cfg.meta_batch),
                                                  meta_opt, cfg)
                 epoch_losses += losses
+                history.optimizee_steps += (len(losses) + (fault is not None)) * cfg.unroll * cfg.meta_batch
                 history.skipped_unrolls += int(fault is not None)
                 bad_in_row = bad_in_row + 1 if fault else 0
                 last_fault = f"epoch {epoch}, problem {i + 1}/{P}, {fault}" if fault else last_fault
@@ -218,8 +275,10 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
             if state_path is not None:
                 snap = snapshot(epoch, P)
             history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
+            history.epochs_done = epoch
             epoch_losses = []
-            validate(epoch)
+            if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+                validate(epoch)
             if state_path is not None:
                 snap = snapshot(epoch + 1, 0)
                 save_state(state_path, snap)
@@ -232,10 +291,35 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
             raise
         save_state(state_path, snap)
         raise KeyboardInterrupt(f"meta-training interrupted; its state at epoch {snap['epoch']} ({snap['problem']}/{P} "
-                                f"problems done) is saved in {state_path}: call meta_train again with the same "
-                                "arguments to resume") from None
+                                f"problems done) is saved in {display_path(state_path)}: call meta_train again "
+                                "with the same arguments to resume") from None
     finally:
         bar.close()
+    if history.epochs_done >= stage["from_epoch"]:  # this call trained: record the stage in the saved state too
+        history.stages.append({**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
+                               "optimizee_steps": history.optimizee_steps,
+                               "wall_time_s": round(time.perf_counter() - t0, 1)})
+        if state_path is not None:
+            snap = snapshot(history.epochs_done + 1, 0)
+            save_state(state_path, snap)
     optimizer.load_state_dict(best[0])
     history.wall_time_s = spent + time.perf_counter() - t0
     return history
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def display_path(path) -> str:
+    """A path as a reader should see it: relative to the working directory or to the repository when it lies below
+    one of them (so printed outputs hold no machine-local paths)."""
+    from .results import repo_root
+
+    path = Path(path).resolve()
+    for base in (Path.cwd(), repo_root()):
+        try:
+            return str(path.relative_to(base.resolve())) or "."
+        except ValueError:
+            pass
+    return str(path)

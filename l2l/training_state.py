@@ -80,11 +80,18 @@ def load_state(path) -> dict:
     return state
 
 
-def check_resumable(state: dict, path, *, config: dict, architecture: dict, families: dict, epochs: int) -> None:
-    """Refuse to resume a run with different settings: the result would match neither run."""
-    fix = f"pass the same settings to resume it, or delete {path} (or choose another state_path) to start afresh"
+def check_resumable(state: dict, path, *, config: dict, architecture: dict, families: dict, epochs: int,
+                    defaults: dict | None = None) -> None:
+    """Refuse to resume a run with different settings: the result would match neither run.
+
+    defaults: the config's default values; a setting added to the config after the state was written matches
+    when it holds its default (the behaviour the older run had)."""
+    fix = (f"pass the same settings to resume it, or start afresh (--fresh on the command line, fresh=True in a "
+           f"notebook, or delete {path})")
+    defaults = defaults or {}
     saved = {k: v for k, v in state["config"].items() if k != "epochs"}  # more epochs may extend a run
-    diff = [f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in config.items() if k != "epochs" and saved.get(k) != v]
+    diff = [f"{k}: {saved.get(k, defaults.get(k))!r} there, {v!r} now" for k, v in config.items()
+            if k != "epochs" and saved.get(k, defaults.get(k)) != v]
     diff += [f"{k}: saved but unknown now" for k in saved if k not in config]
     if diff:
         raise ValueError(f"{path} belongs to a meta-training run with a different config ({'; '.join(diff)}); {fix}")

@@ -235,5 +235,5 @@ def load_vgg19(layers=GATYS_LAYERS, source: str = "auto", device: torch.device |
 def describe(features: VGGFeatures) -> str:
     """The weight source in words, for figures and run records."""
     if features.source == "h5":
-        return f"VGG-19 ImageNet conv weights from the Keras file {h5_path()} (BGR, 0-255, Caffe mean)"
+        return f"VGG-19 ImageNet conv weights from the Keras file $L2L_DATA/weights/{H5_NAME} (BGR, 0-255, Caffe mean)"
     return "VGG-19 ImageNet weights from torchvision (VGG19_Weights.IMAGENET1K_V1; RGB, ImageNet mean/std)"

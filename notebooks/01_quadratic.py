@@ -32,6 +32,8 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
+max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+fresh = False  # True: forget the saved training state and start over
 
 # %%
 import time
@@ -42,8 +44,9 @@ from IPython.display import Markdown, display
 import l2l
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
 from l2l.device import describe_device, pick_device
-from l2l.experiments import quadratic
+from l2l.experiments import chapter, quadratic
 from l2l.experiments.common import record_run, seeds
+from l2l.meta import display_path
 from l2l.results import results_dir
 
 started = time.time()
@@ -52,8 +55,7 @@ dev = pick_device(device)
 out = results_dir(quadratic.CHAPTER, s.profile)
 run_seeds = seeds(seed)
 torch.manual_seed(run_seeds["train"])
-family = quadratic.family(s, dev)
-print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, outputs in {out}")
+print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, outputs in {display_path(out)}")
 print(s.meta)
 
 # %% [markdown]
@@ -61,12 +63,16 @@ print(s.meta)
 #
 # Each meta-training problem holds a batch of independent quadratics; every coordinate of every function is
 # one row of the same LSTM call. After each epoch the optimizer is frozen and scored on validation functions
-# by its meta-loss, the summed loss over the 100 steps; the best φ is kept and saved.
+# by its meta-loss, the summed loss over the 100 steps; the best φ is kept and saved. The training state is
+# saved after every epoch: with `max_minutes` the run pauses at an epoch boundary, and running the notebook
+# again continues it (a finished training is loaded, not repeated).
 
 # %%
-lstm = quadratic.make_optimizer(dev)
-history = l2l.meta_train(lstm, family, s.meta, checkpoint=out / "lstm.safetensors",
-                         info={"task": "quadratic", "profile": s.profile})
+trained = quadratic.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)
+chapter.stop_if_paused(trained)
+
+# %%
+lstm, history = trained["lstm"].optimizer, trained["lstm"].history
 print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s:.0f} s")
 l2l.plots.plot_meta_training(history);
@@ -79,15 +85,13 @@ l2l.plots.plot_meta_training(history);
 # defaults; NAG uses momentum 0.9.
 
 # %%
-tuning = l2l.tune_baselines(family, steps=s.steps, n_problems=s.n_tune, seed=run_seeds["validation"])
+curves, tuning = quadratic.compare(lstm, s, run_seeds, dev)
 display(Markdown(to_markdown([{"optimizer": n, "tuned learning rate": f"{lr:.3g}"} for n, lr in tuning.rates.items()])))
 
 # %% [markdown]
 # ## Figure 4 (left): learned against tuned optimizers on new functions
 
 # %%
-optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
-curves = l2l.evaluate_all(optimizers, family, steps=s.steps, n_problems=s.n_test, seed=run_seeds["test"])
 n_functions = curves["LSTM"].shape[0]
 l2l.plots.plot_curves(curves, title=f"Quadratics: {n_functions} test functions (profile {s.profile})");
 
@@ -110,8 +114,9 @@ display(Markdown(to_markdown(claims_table(claims))))
 # %%
 record = record_run(out, chapter=quadratic.CHAPTER, notebook="notebooks/01_quadratic.ipynb", settings=s, seed=seed,
                     device=describe_device(dev), started=started, curves=curves, tuning=tuning, history=history,
-                    claims=[{"claim": c, **r} for c, r in claims])
-print(f"wrote {out}/run.json, curves.safetensors and lstm.safetensors; wall time {record['wall_time_s']:.0f} s")
+                    claims=[{"claim": c, **r} for c, r in claims], extra={"meta_trainings": trained.record()})
+print(f"wrote {display_path(out)}/run.json, curves.safetensors and lstm.safetensors; "
+      f"wall time {record['wall_time_s']:.0f} s")
 
 # %% [markdown]
 # ## What this shows

@@ -50,6 +50,8 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
+max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+fresh = False  # True: forget the saved training states and start over
 
 # %%
 import time
@@ -63,8 +65,9 @@ import l2l
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
 from l2l.data_cifar import SUBSETS
 from l2l.device import describe_device, pick_device
-from l2l.experiments import cifar
+from l2l.experiments import chapter, cifar
 from l2l.experiments.common import record_run, seeds
+from l2l.meta import display_path
 from l2l.results import results_dir
 
 started = time.time()
@@ -75,7 +78,7 @@ run_seeds = seeds(seed)
 torch.manual_seed(run_seeds["train"])
 base = cifar.base_family(s, dev)
 source = base.data_source()
-print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, outputs in {out}")
+print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, outputs in {display_path(out)}")
 print(f"CIFAR-10 from: {source}")
 print(f"network: {base.n_params} parameters per group (conv LSTM, fc LSTM); batch {s.batch_size}; {s.meta}")
 for name, classes in SUBSETS.items():
@@ -91,13 +94,17 @@ for name, classes in SUBSETS.items():
 #
 # All three optimizers start from the same φ seed and see the same sequence of training networks. After every
 # epoch φ is frozen and scored on validation networks (of the same classes it trains on) by the loss summed
-# over the horizon; the best φ is kept.
+# over the horizon; the best φ is kept. Their training states are saved after every epoch: with `max_minutes`
+# the run pauses at an epoch boundary, and running the notebook again continues where it stopped.
 
 # %%
-lstm, history = cifar.train(s, base, checkpoint=out / "lstm.safetensors")
-lstm_one, history_one = cifar.train(s, base, checkpoint=out / "lstm_one_shared.safetensors", two=False)
+trained = cifar.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)
+chapter.stop_if_paused(trained)
+
+# %%
+(lstm, history), (lstm_one, history_one), (lstm_sub, history_sub) = (
+    (trained[n].optimizer, trained[n].history) for n in ("lstm", "lstm_one_shared", "lstm_sub"))
 sub_family = cifar.base_family(s, dev, subset="CIFAR-5 complement")
-lstm_sub, history_sub = cifar.train(s, sub_family, checkpoint=out / "lstm_sub.safetensors")
 histories = {cifar.TWO: history, cifar.ONE: history_one, f"{cifar.SUB} (classes {', '.join(sub_family.class_names)})":
              history_sub}
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
@@ -197,8 +204,9 @@ record = record_run(
            "parameters_per_group": base.n_params,
            "panels": {panel: {"tuned_rates": t.rates, "summary": l2l.summarize(c), "held_out_accuracy": a}
                       for panel, (c, t, a) in results.items()},
-           "meta_training_one_shared": asdict(history_one), "meta_training_sub": asdict(history_sub)})
-print(f"wrote {out}/run.json, curves.safetensors and three checkpoints; wall time {record['wall_time_s'] / 60:.1f} min")
+           "meta_training_one_shared": asdict(history_one), "meta_training_sub": asdict(history_sub),
+           "meta_trainings": trained.record()})
+print(f"wrote {display_path(out)}/run.json, curves.safetensors and three checkpoints; wall time {record['wall_time_s'] / 60:.1f} min")
 
 # %% [markdown]
 # ## What this shows

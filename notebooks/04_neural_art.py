@@ -44,6 +44,8 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
+max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+fresh = False  # True: forget the saved training states and start over
 
 # %%
 import time
@@ -55,10 +57,10 @@ from IPython.display import Markdown, display
 import l2l
 from l2l import vgg
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
-from l2l.data import data_root
 from l2l.device import describe_device, pick_device
-from l2l.experiments import art
+from l2l.experiments import art, chapter
 from l2l.experiments.common import record_run, seeds
+from l2l.meta import display_path
 from l2l.results import results_dir
 
 started = time.time()
@@ -71,7 +73,8 @@ train = art.family(s, "a", "train", dev)
 families = {setting: {split: art.family(s, setting, split, dev) for split in ("validation", "test")}
             for setting in ("a", "b")}
 weights_source = vgg.describe(train.features)
-print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, images from {data_root()}, outputs in {out}")
+print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, images from $L2L_DATA/images, "
+      f"outputs in {display_path(out)}")
 print(f"weights: {weights_source}")
 display(Markdown(
     f"This run uses the **{s.profile}** profile: {len(train)} training photos at {s.size}×{s.size} "
@@ -87,10 +90,11 @@ display(Markdown(
 # horizon (fewer at the small profiles); the best φ is kept.
 
 # %%
-lstm = art.make_optimizer(dev)
-history = l2l.meta_train(lstm, train, s.meta, val_family=families["a"]["validation"],
-                         checkpoint=out / "lstm.safetensors",
-                         info={"task": "art", "profile": s.profile, "style": s.train_style, "size": s.size})
+trained = art.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)
+chapter.stop_if_paused(trained)
+
+# %%
+lstm, history = trained["lstm"].optimizer, trained["lstm"].history
 print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s / 60:.1f} min")
 l2l.plots.plot_meta_training(history);
@@ -127,7 +131,7 @@ for k, (curves, _, _) in runs.items():
 rows = {titles[k]: art.example_row(families[k]["test"], results, curves) for k, (curves, _, results) in runs.items()}
 l2l.plots.plot_image_grid(rows, title=f"after {s.steps} steps ({s.profile} profile)")
 example_files = art.save_examples(out, {k: row for k, row in zip(runs, rows.values())})
-print(f"saved {len(example_files)} PNGs under {out / 'examples'}")
+print(f"saved {len(example_files)} PNGs under {display_path(out / 'examples')}")
 
 # %% [markdown]
 # ## Which of the paper's claims hold here?
@@ -157,12 +161,12 @@ record = record_run(
     curves={f"{k}: {n}": c for k, (curves, _, _) in runs.items() for n, c in curves.items()},
     tuning=runs["a"][1], history=history, claims=[{"claim": c, **r} for c, r in claims],
     extra={"weights_source": weights_source, "vgg_layers": {"content": vgg.CONTENT_LAYERS, "style": vgg.STYLE_LAYERS},
-           "data_source": f"content: {train.name}, {families['b']['test'].name}; images from {data_root()}",
+           "data_source": f"content: {train.name}, {families['b']['test'].name}; images from $L2L_DATA/images",
            "settings_ab": titles, "tuned_rates_b": runs["b"][1].rates,
            "tuning_scores_b": {k: {str(lr): v for lr, v in d.items()} for k, d in runs["b"][1].scores.items()},
            "diverged_test_runs": {k: art.diverged(curves) for k, (curves, _, _) in runs.items()},
-           "examples": example_files})
-print(f"wrote {out}/run.json, curves.safetensors, lstm.safetensors and examples/; "
+           "examples": example_files, "meta_trainings": trained.record()})
+print(f"wrote {display_path(out)}/run.json, curves.safetensors, lstm.safetensors and examples/; "
       f"wall time {record['wall_time_s'] / 60:.1f} min")
 
 # %% [markdown]

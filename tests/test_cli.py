@@ -1,4 +1,4 @@
-"""The command line, `python -m l2l {train, evaluate, list}` (l2l/cli.py)."""
+"""The command line, `python -m l2l {train, evaluate, run, list}` (l2l/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     torch.set_num_threads(n)
-    return out / "quadratic.safetensors"
+    return out / "lstm.safetensors"
 
 
 def test_list_shows_the_shipped_optimizers(capsys):
@@ -44,30 +44,40 @@ def test_list_shows_the_shipped_optimizers(capsys):
         assert meta["info"]["task"] in line and meta["info"]["profile"] in line
 
 
-def test_train_writes_the_chapter_checkpoint(trained):
+def test_train_writes_the_chapter_checkpoint(trained, tmp_path):
     meta = read_metadata(trained)
     assert meta["info"]["task"] == "quadratic" and meta["info"]["profile"] == "smoke"
-    assert meta["info"]["command"].startswith("python -m l2l ")
     # the same chapter function the notebook calls, with the same seed: the same φ
     s = quadratic.settings("smoke", 0)
-    lstm, _ = quadratic.train(s, quadratic.base_family(s), progress=False)
+    lstm = quadratic.train(s, tmp_path, progress=False)["lstm"].optimizer
     loaded, _ = l2l.load_optimizer(trained)
     for a, b in zip(lstm.parameters(), loaded.parameters()):
         assert torch.equal(a, b)
 
 
-def test_train_with_a_state_file_resumes_and_refuses_other_settings(trained, tmp_path, capsys):
-    state = tmp_path / "run.state"
+def test_train_resumes_its_state_and_refuses_other_settings(trained, capsys):
+    out = trained.parent
+    state = out / "state" / "lstm.pt"
+    assert state.exists()
+    before = state.read_bytes()
+    argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0  # the finished training is loaded, not repeated
+    assert "epoch 2 of 2" in capsys.readouterr().out and state.read_bytes() == before
+    assert main(argv + ["--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "--fresh" in err and err.count("\n") == 1
+    assert state.read_bytes() == before  # the good state is kept
+
+
+def test_train_max_minutes_pauses_and_the_same_command_continues(tmp_path, capsys):
     argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path), "--no-progress",
-            "--state", str(state)]
-    assert main(argv) == 0 and state.exists()
-    loaded, _ = l2l.load_optimizer(tmp_path / "quadratic.safetensors")
-    reference, _ = l2l.load_optimizer(trained)  # the same run without a state file
-    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), reference.parameters()))
-    assert main(argv) == 0  # the finished state is reused
-    capsys.readouterr()
-    assert main(argv[:-3] + ["--seed", "1", "--no-progress", "--state", str(state)]) == 2
-    assert "different config" in capsys.readouterr().err
+            "--max-minutes", "1e-6"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "paused at lstm: epoch 0 of 2; run the same command again to continue" in printed
+    assert not (tmp_path / "lstm.safetensors").exists()  # no checkpoint from a half-trained optimizer
+    assert main(argv[:-2]) == 0
+    assert (tmp_path / "lstm.safetensors").exists()
 
 
 def test_evaluate_the_trained_checkpoint_at_smoke(trained, tmp_path, capsys):
@@ -93,7 +103,8 @@ def test_evaluate_a_shipped_name_with_fewer_steps(capsys):
 @pytest.mark.parametrize("argv, match", [
     (["evaluate", "no-such-optimizer", "--profile", "smoke"], "no trained optimizer named 'no-such-optimizer'"),
     (["evaluate", "missing/lstm.safetensors", "--profile", "smoke"], "no optimizer checkpoint"),
-    (["train", "cifar"], "invalid choice"),
+    (["train", "resnet"], "invalid choice"),
+    (["train", "quadratic", "--max-minutes", "0"], "positive number"),
     (["train", "quadratic", "--profile", "huge"], "invalid choice"),
     (["evaluate", "quadratic", "--steps", "0"], "positive integer"),
     (["evaluate"], "required"),
@@ -110,7 +121,7 @@ def test_out_that_is_an_existing_file_is_an_error(tmp_path, capsys):
     f = tmp_path / "notes.txt"
     f.write_text("keep me")
     assert main(["train", "quadratic", "--profile", "smoke", "--out", str(f)]) == 2
-    assert "not a .safetensors" in capsys.readouterr().err and f.read_text() == "keep me"
+    assert "not a folder" in capsys.readouterr().err and f.read_text() == "keep me"
 
 
 def test_python_dash_m_exits_2_with_one_line_and_no_traceback():
@@ -126,7 +137,7 @@ def test_python_dash_m_exits_2_with_one_line_and_no_traceback():
 def test_help_explains_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"train", "evaluate", "list"}
+    assert set(subparsers.choices) == {"train", "evaluate", "run", "list"}
     for name, sub in subparsers.choices.items():
         assert sub.description, name
         for action in sub._actions:

@@ -24,6 +24,7 @@ from ..meta import MetaTrainConfig
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems.style import LossWeights, StyleFamily, load_content, load_style
 from ..profiles import pick, resolve_profile
+from . import chapter
 
 CHAPTER = "art"
 # The paper: preprocessing (p = 10), no output scaling, 128 steps per image in unrolls of 32.
@@ -71,7 +72,7 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
                                            meta_lr=3e-3, seed=seed),
                       size=32, test_size=48, n_train=100, n_val=4, n_test=5, batch=1, n_tune=2,
                       lr_grid=tuple(10.0 ** k for k in range(-4, 1))),
-        "smoke": dict(meta=MetaTrainConfig(horizon=8, unroll=4, epochs=1, problems_per_epoch=2, n_val=1, seed=seed),
+        "smoke": dict(meta=MetaTrainConfig(horizon=8, unroll=4, epochs=2, problems_per_epoch=2, n_val=1, seed=seed),
                       size=16, test_size=32, n_train=4, n_val=2, n_test=2, batch=1, n_tune=2,
                       lr_grid=(1e-4, 1e-3, 1e-2, 1e-1)),
     }
@@ -80,6 +81,19 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
 
 def make_optimizer(device="cpu") -> LSTMOptimizer:
     return LSTMOptimizer(config=LSTM).to(device)
+
+
+def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
+          fresh: bool = False) -> chapter.Trainings:
+    """Meta-train (or resume, or load) the chapter's LSTM on the training photos with the training painting,
+    early-stopped on the validation photos; φ₀ from seed s.meta.seed whatever VGG loading drew before. State in
+    out/state/, best φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train art`."""
+    if fresh:
+        chapter.clear_states(out)
+    extra = {"val_family": family(s, "a", "validation", device),
+             "info": {"task": CHAPTER, "profile": s.profile, "style": s.train_style, "size": s.size}}
+    plan = [("lstm", make_optimizer, family(s, "a", "train", device), s.meta, extra)]
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
 
 
 def family(s: Settings, setting: str = "a", split: str = "train", device="cpu") -> StyleFamily:
@@ -91,6 +105,16 @@ def family(s: Settings, setting: str = "a", split: str = "train", device="cpu") 
     n = {"train": s.n_train, "validation": s.n_val, "test": s.n_test}[split]
     return StyleFamily(load_content(dataset, split, size, n), load_style(style, size), size=size, device=device,
                        weights=s.weights, batch=s.batch, source=s.source, name=f"{dataset}/{split} x {style}")
+
+
+def tune_family(s: Settings, device="cpu") -> StyleFamily:
+    """Where the baselines are tuned (setting a): the validation photos with the training painting."""
+    return family(s, "a", "validation", device)
+
+
+def test_family(s: Settings, device="cpu") -> StyleFamily:
+    """The test problems (setting a): held-out photos with the training painting."""
+    return family(s, "a", "test", device)
 
 
 def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings, seeds: dict,

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 
 from ..baselines import LR_GRID
-from ..meta import History, MetaTrainConfig, check_seed, meta_train
+from ..meta import MetaTrainConfig, check_seed
 from ..optimizer import CoordinatewiseLSTM, LSTMConfig, LSTMOptimizer
 from ..plots import plot_curves
 from ..problems import CNNFamily
 from ..profiles import pick, resolve_profile
-from . import common
+from . import chapter, common
 
 CHAPTER = "cifar"
 # As MNIST (the paper: "as MNIST"): preprocessing with p = 10, outputs scaled by 0.1, 100 steps in unrolls of 20.
@@ -69,6 +69,16 @@ def base_family(s: Settings, device="cpu", subset: str = "CIFAR-10") -> CNNFamil
     return family(device, subset, "train", s.batch_size)
 
 
+def tune_family(s: Settings, device="cpu", subset: str = "CIFAR-10") -> CNNFamily:
+    """Where the baselines are tuned: networks training on CIFAR-10's training images of `subset`."""
+    return family(device, subset, "train", s.batch_size)
+
+
+def test_family(s: Settings, device="cpu", subset: str = "CIFAR-10") -> CNNFamily:
+    """The test problems: fresh networks training on the held-out test images of `subset`."""
+    return family(device, subset, "test", s.batch_size)
+
+
 def make_optimizer(device="cpu", two: bool = True) -> LSTMOptimizer:
     """Two LSTMs with separate φ, one per parameter group (the paper); two=False: one LSTM shared by both groups."""
     if two:
@@ -79,21 +89,29 @@ def make_optimizer(device="cpu", two: bool = True) -> LSTMOptimizer:
     return LSTMOptimizer(nets=nets, route=route).to(device)
 
 
-def train(s: Settings, fam: CNNFamily, checkpoint=None, info: dict | None = None, progress: bool = True,
-          two: bool = True) -> tuple[LSTMOptimizer, History]:
-    """Meta-train a fresh optimizer (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
+def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
+          fresh: bool = False) -> chapter.Trainings:
+    """Meta-train (or resume, or load) the chapter's three optimizers, in this order, under one time budget:
+    "lstm" (two LSTMs, conv and FC: the paper's), "lstm_one_shared" (the ablation: one LSTM for both groups) and
+    "lstm_sub" (two LSTMs meta-trained on the complementary classes of CIFAR-5).
 
-    Every variant (two LSTMs, one shared, LSTM-sub) starts from the same seed and sees the same sequence of
-    training problems, so they differ only in what the comparison is about. Returns (the optimizer holding the
-    best validated φ, the history); the best φ is saved to `checkpoint`.
+    Every one starts from the same φ seed and sees the same sequence of training problems of its family, so they
+    differ only in what the comparison is about. States in out/state/, best φ in out/<name>.safetensors.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.meta.seed)
-        lstm = make_optimizer(fam.device, two=two)
-    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress,
-                         info={"task": CHAPTER, "profile": s.profile, "classes": list(fam.class_names),
-                               "lstms": "two (conv, fc)" if two else "one shared", **(info or {})})
-    return lstm, history
+    if fresh:
+        chapter.clear_states(out)
+    base, sub = base_family(s, device), base_family(s, device, subset="CIFAR-5 complement")
+    two, one = (lambda dev: make_optimizer(dev, two=True)), (lambda dev: make_optimizer(dev, two=False))
+    plan = [("lstm", two, base, s.meta, {"info": info(s, base, True)}),
+            ("lstm_one_shared", one, base, s.meta, {"info": info(s, base, False)}),
+            ("lstm_sub", two, sub, s.meta, {"info": info(s, sub, True)})]
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
+
+
+def info(s: Settings, fam: CNNFamily, two: bool) -> dict:
+    """What a checkpoint says about its training."""
+    return {"task": CHAPTER, "profile": s.profile, "classes": list(fam.class_names),
+            "lstms": "two (conv, fc)" if two else "one shared"}
 
 
 def compare(learned: dict, subset: str, s: Settings, seeds: dict, device="cpu", progress: bool = True):
@@ -104,10 +122,10 @@ def compare(learned: dict, subset: str, s: Settings, seeds: dict, device="cpu", 
     {name: [n_test]}: each final network scored on `s.n_accuracy` training-split images of the subset, which
     that network never saw; empty lists when n_accuracy is 0).
     """
-    test_family = family(device, subset, "test", s.batch_size)
+    test = test_family(s, device, subset)
     metric = (lambda problem, theta: problem.accuracy(theta, max_images=s.n_accuracy)) if s.n_accuracy else None
-    return common.compare(learned, test_family, s.steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds,
-                          tune_family=family(device, subset, "train", s.batch_size), final_metric=metric,
+    return common.compare(learned, test, s.steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds,
+                          tune_family=tune_family(s, device, subset), final_metric=metric,
                           grid=s.lr_grid, progress=progress)
 
 

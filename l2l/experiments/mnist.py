@@ -4,17 +4,20 @@ Used in: notebooks/02_mnist.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
 
-from ..claims import paired
-from ..meta import History, MetaTrainConfig, check_seed, meta_train
+from ..claims import beats_all, paired
+from ..evaluate import run_problems
+from ..meta import MetaTrainConfig, check_seed
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems import MLPFamily
 from ..profiles import pick, resolve_profile
-from . import common
+from ..baselines import LR_GRID
+from . import chapter, common
+from .chapter import log_uniform
 
 CHAPTER = "mnist"
 # The paper: preprocessing with p = 10, outputs scaled by 0.1, 100 steps in unrolls of 20.
@@ -28,28 +31,51 @@ VARIANTS = {
 }
 
 
+SEARCH_SEED_OFFSET = 3_000_017  # the meta learning rates tried are drawn from seed + this
+
+
 @dataclass(frozen=True)
 class Settings:
     profile: str
-    meta: MetaTrainConfig
+    meta: MetaTrainConfig  # the main optimizer's meta-training (meta_lr: the default; the search replaces it)
+    search: tuple[float, ...]  # meta learning rates tried (random search, log-uniform in [1e-4, 1e-2])
+    search_epochs: int  # epochs each candidate is trained for before they are compared
+    meta_seeds: tuple[int, ...]  # further meta-training seeds with the chosen settings (variance of meta-training)
+    seed_epochs: int  # epochs for each of them
     steps: int  # optimizee steps in the figures (the training horizon)
     long_steps: int  # Figure 4 right: twice the horizon
     n_tune: int  # validation problems per architecture for the learning-rate sweep
     n_test: int  # test problems (seeds of initialisation and minibatches) per figure
+    lr_grid: tuple[float, ...]  # the baselines' learning-rate grid
     widths: tuple[int, ...]  # Figure 6 grid
     depths: tuple[int, ...]
+
+    @property
+    def optimizee_steps(self) -> int:
+        """Optimizee steps of meta-training planned for the main optimizer."""
+        return self.meta.epochs * self.meta.problems_per_epoch * self.meta.horizon
 
 
 def settings(profile: str | None = None, seed: int = 0) -> Settings:
     profile = resolve_profile(profile)
     seed = check_seed(seed, "the notebook parameter seed")
+    search = lambda n: log_uniform(1e-4, 1e-2, n, seed + SEARCH_SEED_OFFSET)  # noqa: E731
+    wide = tuple(10 ** (k / 2) for k in range(-8, 3))  # 1e-4 … 10 in half-decades
+    # paper: the official code's budget, 10⁶ optimizee steps (500 epochs × 20 networks × 100 steps); φ chosen by
+    # the final loss of 20 validation networks on a fixed evaluation batch, every 5 epochs (10⁴ steps)
     table = {
-        "paper": dict(meta=MetaTrainConfig(epochs=25, problems_per_epoch=20, n_val=5, meta_lr=1e-3, seed=seed),
-                      steps=100, long_steps=200, n_tune=3, n_test=10, widths=(10, 20, 40, 80), depths=(1, 2, 3)),
-        "quick": dict(meta=MetaTrainConfig(epochs=5, problems_per_epoch=10, n_val=2, meta_lr=3e-3, seed=seed),
-                      steps=100, long_steps=200, n_tune=1, n_test=5, widths=(10, 40), depths=(1, 2)),
-        "smoke": dict(meta=MetaTrainConfig(horizon=10, unroll=5, epochs=1, problems_per_epoch=2, n_val=1, seed=seed),
-                      steps=10, long_steps=20, n_tune=1, n_test=2, widths=(10,), depths=(1, 2)),
+        "paper": dict(meta=MetaTrainConfig(epochs=500, problems_per_epoch=20, n_val=20, val_metric="final",
+                                           val_every=5, seed=seed),
+                      search=search(4), search_epochs=50, meta_seeds=(seed + 1, seed + 2), seed_epochs=100,
+                      steps=100, long_steps=200, n_tune=10, n_test=100, lr_grid=wide,
+                      widths=(10, 20, 40, 80), depths=(1, 2, 3)),
+        "quick": dict(meta=MetaTrainConfig(epochs=6, problems_per_epoch=10, n_val=4, val_metric="final", seed=seed),
+                      search=search(2), search_epochs=3, meta_seeds=(seed + 1,), seed_epochs=3,
+                      steps=100, long_steps=200, n_tune=2, n_test=10, lr_grid=wide, widths=(10, 40), depths=(1, 2)),
+        "smoke": dict(meta=MetaTrainConfig(horizon=10, unroll=5, epochs=2, problems_per_epoch=2, n_val=1,
+                                           val_metric="final", seed=seed),
+                      search=search(2), search_epochs=1, meta_seeds=(seed + 1,), seed_epochs=1,
+                      steps=10, long_steps=20, n_tune=1, n_test=2, lr_grid=LR_GRID, widths=(10,), depths=(1, 2)),
     }
     return Settings(profile=profile, **pick(profile, table))
 
@@ -67,20 +93,82 @@ def base_family(s: Settings, device="cpu") -> MLPFamily:
     return family(device, **BASE)
 
 
-def train(s: Settings, fam: MLPFamily, checkpoint=None, info: dict | None = None,
-          progress: bool = True, state_path=None) -> tuple[LSTMOptimizer, History]:
-    """Meta-train a fresh LSTM (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
-    With state_path the run is saved after every epoch and resumes from that file (see l2l.meta_train).
+def tune_family(s: Settings, device="cpu") -> MLPFamily:
+    """Where the baselines are tuned: the base network (on validation seeds, disjoint from the test seeds)."""
+    return base_family(s, device)
 
-    Returns (the LSTM holding the best validated φ, the history); the best φ is saved to `checkpoint` with
-    the task, the profile, the network and `info` in its metadata. Used by the notebook and `python -m l2l train`.
+
+def test_family(s: Settings, device="cpu") -> MLPFamily:
+    """The test problems: fresh base networks from the test seeds (test accuracy on MNIST's held-out images)."""
+    return base_family(s, device)
+
+
+@dataclass
+class Training:
+    """The chapter's meta-trainings: the search over meta learning rates, the main optimizer, the other seeds."""
+
+    search: list[chapter.Trained]
+    chosen_lr: float | None = None
+    main: chapter.Trained | None = None
+    seeds: list[chapter.Trained] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[chapter.Trained]:
+        return [*self.search, *([self.main] if self.main else []), *self.seeds]
+
+    @property
+    def complete(self) -> bool:
+        return self.main is not None and all(t.complete for t in self.all)
+
+    def record(self) -> dict:
+        """What run.json keeps of the meta-trainings: the search, the main run's curve and budget, the seeds."""
+        return {
+            "search": [{"meta_lr": t.cfg.meta_lr, "optimizee_steps": t.history.optimizee_steps,
+                        "best_val": t.history.best_val, "best_epoch": t.history.best_epoch,
+                        "val_steps": t.history.val_steps, "val_final": t.history.val_final,
+                        "val_summed": t.history.val_summed} for t in self.search],
+            "chosen_meta_lr": self.chosen_lr,
+            "val_metric": self.main.cfg.val_metric if self.main else None,
+            "seeds": {t.cfg.seed: {"optimizee_steps": t.history.optimizee_steps, "best_val": t.history.best_val,
+                                   "val_steps": t.history.val_steps, "val_final": t.history.val_final,
+                                   "val_summed": t.history.val_summed} for t in self.seeds},
+        }
+
+
+def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
+          fresh: bool = False) -> Training:
+    """Run (or resume, or load) the chapter's meta-trainings, in order, under one time budget:
+
+    1. each meta learning rate of `s.search` for `s.search_epochs` epochs from the same φ₀;
+    2. the one with the best validation score continued to `s.meta.epochs` (the main optimizer, out/lstm.safetensors);
+    3. the same settings from other seeds (`s.meta_seeds`) for `s.seed_epochs` epochs each.
+    Training states live in out/state/; when the budget runs out, the result is not `complete` and running again
+    continues. Used by the notebook and `python -m l2l train mnist`.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.meta.seed)
-        lstm = make_optimizer(fam.device)
-    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress, state_path=state_path,
-                         info={"task": CHAPTER, "profile": s.profile, "network": fam.sizes, **(info or {})})
-    return lstm, history
+    if fresh:
+        chapter.clear_states(out)
+    budget = chapter.Budget(max_minutes)
+    fam = base_family(s, device)
+    info = {"task": CHAPTER, "profile": s.profile, "network": fam.sizes}
+    run = lambda name, cfg, **kw: chapter.train(name, make_optimizer, fam, cfg, out, budget, device=device,  # noqa
+                                                info=info, progress=progress, **kw)
+    result = Training(search=[])
+    for lr in s.search:
+        result.search.append(run(f"search-lr{lr:.3g}", replace(s.meta, meta_lr=lr, epochs=s.search_epochs),
+                                 checkpoint=False))
+        if not result.search[-1].complete:
+            return result
+    best = min(result.search, key=lambda t: t.history.best_val)
+    result.chosen_lr = best.cfg.meta_lr
+    main_cfg = replace(s.meta, meta_lr=result.chosen_lr)
+    result.main = run("lstm", main_cfg, start_from=chapter.state_path(out, best.name))
+    if not result.main.complete:
+        return result
+    for seed in s.meta_seeds:
+        result.seeds.append(run(f"lstm-seed{seed}", replace(main_cfg, seed=seed, epochs=s.seed_epochs)))
+        if not result.seeds[-1].complete:
+            return result
+    return result
 
 
 def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = True):
@@ -89,7 +177,7 @@ def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = Tr
     Returns (curves {name: [n_test, steps + 1]}, tuning, final test accuracies {name: [n_test]}).
     (common.compare with this chapter's settings and the test-set accuracy as the final metric.)
     """
-    return common.compare(lstm, fam, steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds,
+    return common.compare(lstm, fam, steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds, grid=s.lr_grid,
                           final_metric=lambda problem, theta: problem.accuracy(theta), progress=progress)
 
 
@@ -112,3 +200,52 @@ def accuracy_table(accuracy: dict, tuning) -> list[dict]:
     """Rows of optimizer, tuned rate and mean test-set accuracy of the optimizee it trained."""
     return [{"optimizer": n, "learning rate": "learned" if n == "LSTM" else f"{tuning.rates[n]:.3g}",
              "test accuracy": f"{torch.tensor(a).mean().item():.3f}"} for n, a in accuracy.items()]
+
+
+def search_table(training: Training) -> list[dict]:
+    """One row per meta-training: its meta learning rate, seed, budget and best validation final loss."""
+    rows = []
+    for t in training.all:
+        h = t.history
+        rows.append({"meta-training": t.name, "meta lr": f"{t.cfg.meta_lr:.3g}", "seed": t.cfg.seed,
+                     "optimizee steps": f"{h.optimizee_steps:,}", f"best validation {t.cfg.val_metric} loss":
+                     f"{h.best_val:.4g}", "at steps": f"{h.val_steps[h.val_epochs.index(h.best_epoch)]:,}"})
+    return rows
+
+
+def plot_budget(training: Training):
+    """Final and summed validation loss against optimizee steps of meta-training (log x): one line per searched
+    meta learning rate and per seed; does more budget keep helping?"""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    runs = [*([training.main] if training.main else []), *training.seeds,
+            *(t for t in training.search if t.cfg.meta_lr != training.chosen_lr)]
+    for t in runs:
+        h = t.history
+        label = f"{t.name} (lr {t.cfg.meta_lr:.3g}, seed {t.cfg.seed})"
+        steps = [max(x, 1) for x in h.val_steps]  # step 0 (untrained) drawn at 1 on the log axis
+        for ax, values in zip(axes, (h.val_final, h.val_summed)):
+            ax.plot(steps, values, marker=".", label=label, linestyle="-" if t is training.main else "--")
+    for ax, what in zip(axes, ("final loss (fixed evaluation batch)", "summed loss over the horizon")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizee steps of meta-training")
+        ax.set_ylabel(f"validation {what}")
+    axes[1].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def seed_claims(training: Training, curves: dict, s: Settings, seeds: dict, device="cpu") -> dict:
+    """The base-network claims (100 steps, final and summed loss) for every meta-training seed: each seed's
+    optimizer on the same test networks and minibatches as `curves`, against the same tuned baselines."""
+    baselines = {n: c for n, c in curves.items() if n != "LSTM"}
+    out = {}
+    for t in [training.main, *training.seeds]:
+        lstm_curves = curves["LSTM"] if t is training.main else run_problems(
+            t.optimizer, test_family(s, device), s.steps, s.n_test, seeds["test"])[0]
+        both = {"LSTM": lstm_curves, **baselines}
+        out[str(t.cfg.seed)] = {"optimizee_steps": t.history.optimizee_steps, **{
+            metric: {k: v for k, v in beats_all(both, metric=metric).items()} for metric in ("final", "summed")}}
+    return out

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..meta import History, MetaTrainConfig, check_seed, meta_train
+from ..baselines import LR_GRID
+from ..meta import MetaTrainConfig, check_seed
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems import QuadraticFamily
 from ..profiles import pick, resolve_profile
+from . import chapter, common
 
 CHAPTER = "quadratic"
 # The paper: no preprocessing, no output scaling, 100 steps in unrolls of 20.
@@ -26,6 +26,7 @@ class Settings:
     steps: int  # optimizee steps in the figure
     n_tune: int  # validation problems for the learning-rate sweep
     n_test: int  # test problems in the figure (n_test × batch functions)
+    lr_grid: tuple[float, ...] = LR_GRID  # the baselines' learning-rate grid
 
 
 def settings(profile: str | None = None, seed: int = 0) -> Settings:
@@ -56,17 +57,24 @@ def base_family(s: Settings, device="cpu") -> QuadraticFamily:
     return family(s, device)
 
 
-def train(s: Settings, fam, checkpoint=None, info: dict | None = None,
-          progress: bool = True, state_path=None) -> tuple[LSTMOptimizer, History]:
-    """Meta-train a fresh LSTM (φ initialised from seed s.meta.seed) on `fam` with the profile's settings.
-    With state_path the run is saved after every epoch and resumes from that file (see l2l.meta_train).
+tune_family = test_family = base_family  # fresh random functions everywhere; the seeds keep them disjoint
 
-    Returns (the LSTM holding the best validated φ, the history); the best φ is saved to `checkpoint` with
-    the task, the profile and `info` in its metadata. Used by the notebook and `python -m l2l train`.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.meta.seed)
-        lstm = make_optimizer(fam.device)
-    history = meta_train(lstm, fam, s.meta, checkpoint=checkpoint, progress=progress, state_path=state_path,
-                         info={"task": CHAPTER, "profile": s.profile, **(info or {})})
-    return lstm, history
+
+def compare(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True):
+    """Tune the four baselines on validation functions, then test them and the LSTM on the same test functions.
+    Returns (curves {name: [n_test × batch, steps + 1]}, tuning)."""
+    curves, tuning, _ = common.compare(lstm, test_family(s, device), s.steps, n_tune=s.n_tune, n_test=s.n_test,
+                                       seeds=seeds, tune_family=tune_family(s, device), grid=s.lr_grid,
+                                       progress=progress)
+    return curves, tuning
+
+
+def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
+          fresh: bool = False) -> chapter.Trainings:
+    """Meta-train (or resume, or load) the chapter's LSTM, φ₀ from seed s.meta.seed; state in out/state/, the best
+    validated φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train quadratic`."""
+    if fresh:
+        chapter.clear_states(out)
+    plan = [("lstm", make_optimizer, base_family(s, device), s.meta, {})]
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress,
+                             info={"task": CHAPTER, "profile": s.profile})

@@ -38,11 +38,27 @@ def child_seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
+EVAL_IMAGES = 2048  # the fixed evaluation batch: this many training images, the same for every problem and run
+EVAL_SEED = 20_160_614  # which ones (fixed, independent of the run's seed)
+
+
 class MinibatchClassifier:
     """Shared by the MNIST and CIFAR problems: device-resident `images`/`labels`, a device `generator` of the
     problem's own, and `forward(theta, images) -> logits`. One instance: loss shape [1]."""
 
     n_instances = 1
+
+    def eval_batch(self) -> tuple[Tensor, Tensor]:
+        """A fixed evaluation batch of EVAL_IMAGES images of the problem's own split (the same for every problem)."""
+        n = self.labels.shape[0]
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(EVAL_SEED))[:EVAL_IMAGES]
+        idx = idx.to(self.labels.device)
+        return self.images[idx], self.labels[idx]
+
+    def eval_loss(self, theta: dict[str, Tensor]) -> Tensor:
+        """The loss on the fixed evaluation batch: a final loss with far less noise than one minibatch's."""
+        images, labels = self.eval_batch()
+        return F.cross_entropy(self.forward(theta, images), labels).reshape(1)
 
     def sample_batch(self) -> tuple[Tensor, Tensor]:
         """The next minibatch (images, labels), drawn on the device from this problem's generator."""

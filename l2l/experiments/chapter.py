@@ -1,0 +1,172 @@
+"""What every chapter's training does the same way: resumable meta-trainings under one time budget.
+
+A chapter run may hold several meta-trainings (CIFAR's two-LSTM optimizer, its one-LSTM ablation and LSTM-sub;
+MNIST's learning-rate search, its main optimizer and two more seeds). Each keeps its full training state in
+`<results>/state/<name>.pt`, written atomically after every epoch, so running the same notebook or CLI command
+again resumes where the last one stopped and a finished training is loaded, not repeated. One budget
+(`max_minutes`) covers them all: when it is spent the current training stops at its next epoch boundary with its
+state saved, and the chapter says it paused.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import save_optimizer
+from ..meta import History, MetaTrainConfig, display_path, meta_train
+
+
+class Budget:
+    """Minutes left of a chapter run's time budget (None: no limit)."""
+
+    def __init__(self, max_minutes: float | None = None):
+        if max_minutes is not None and not max_minutes > 0:
+            raise ValueError(f"max_minutes must be a positive number of minutes (or None), got {max_minutes!r}")
+        self.deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
+
+    def minutes_left(self) -> float | None:
+        return None if self.deadline is None else max((self.deadline - time.perf_counter()) / 60, 0.0)
+
+    def spent(self) -> bool:
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
+
+@dataclass
+class Trained:
+    """One meta-training of a chapter: the optimizer (holding its best validated φ) and its history."""
+
+    name: str
+    optimizer: object
+    history: History
+    cfg: MetaTrainConfig
+
+    @property
+    def complete(self) -> bool:
+        return self.history.complete(self.cfg)
+
+    def progress_line(self) -> str:
+        return f"{self.name}: epoch {self.history.epochs_done} of {self.cfg.epochs}"
+
+
+@dataclass
+class Trainings:
+    """A chapter's meta-trainings by name, in the order they run; complete when all the planned ones are."""
+
+    planned: tuple[str, ...]
+    done: dict[str, Trained]
+
+    def __getitem__(self, name: str) -> Trained:
+        return self.done[name]
+
+    @property
+    def all(self) -> list[Trained]:
+        return list(self.done.values())
+
+    @property
+    def complete(self) -> bool:
+        return all(n in self.done and self.done[n].complete for n in self.planned)
+
+    def record(self) -> dict:
+        """run.json's "meta_training": each training's history (stages, curve, budget) by name."""
+        return {name: {**asdict(t.history), "config": asdict(t.cfg)} for name, t in self.done.items()}
+
+
+def train_all(plan: list[tuple], out: Path, budget: Budget, **common) -> Trainings:
+    """Run the trainings of `plan` — (name, make_optimizer, family, cfg, {extra chapter.train arguments}) — in
+    order, stopping at the first that the budget pauses."""
+    result = Trainings(tuple(p[0] for p in plan), {})
+    for name, make_optimizer, family, cfg, extra in plan:
+        result.done[name] = train(name, make_optimizer, family, cfg, out, budget, **common, **extra)
+        if not result.done[name].complete:
+            break
+    return result
+
+
+def stop_if_paused(trainings) -> bool:
+    """For notebooks: if the chapter's trainings paused on their time budget, print the one line that says so,
+    make the rest of the notebook a no-op and return True; else return False."""
+    if trainings.complete:
+        return False
+    print(paused_message(trainings.all))
+    skip_remaining_cells()
+    return True
+
+
+def state_path(out: Path, name: str) -> Path:
+    return Path(out) / "state" / f"{name}.pt"
+
+
+def new_lstm(make_optimizer, seed: int, device="cpu"):
+    """A fresh optimizer whose φ₀ depends on `seed` alone, never on what the process drew before (VGG loads,
+    earlier trainings): it is built under a forked RNG seeded with `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_optimizer(device)
+
+
+def train(name: str, make_optimizer, family, cfg: MetaTrainConfig, out: Path, budget: Budget, *, device="cpu",
+          val_family=None, checkpoint: bool = True, info: dict | None = None, progress: bool = True,
+          start_from: Path | None = None) -> Trained:
+    """Meta-train (or resume, or load when finished) the chapter's training `name` with state in out/state/.
+
+    φ₀ comes from cfg.seed (see new_lstm). checkpoint: also save the best φ to out/<name>.safetensors.
+    start_from: a state file to copy as this training's starting point when it has none yet (a search candidate
+    continued to the full budget: only `epochs` may differ).
+    """
+    path = state_path(out, name)
+    if start_from is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(start_from, path)
+    lstm = new_lstm(make_optimizer, cfg.seed, device)
+    history = meta_train(lstm, family, cfg, val_family=val_family, progress=progress, state_path=path,
+                         stop_when=budget.spent)
+    trained = Trained(name, lstm, history, cfg)
+    if checkpoint and trained.complete:  # the best validated φ, with how it was chosen
+        save_optimizer(lstm, Path(out) / f"{name}.safetensors", epoch=history.best_epoch,
+                       val_loss=history.best_val, val_metric=cfg.val_metric,
+                       optimizee_steps=history.optimizee_steps, config=asdict(cfg), **(info or {}))
+    return trained
+
+
+def clear_states(out: Path) -> None:
+    """Forget every training state of a chapter run (--fresh / fresh=True): the next run starts over."""
+    shutil.rmtree(Path(out) / "state", ignore_errors=True)
+
+
+def log_uniform(low: float, high: float, n: int, seed: int) -> tuple[float, ...]:
+    """n values drawn log-uniformly from [low, high] (random search), rounded to 3 significant digits."""
+    u = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    values = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    return tuple(float(f"{v:.3g}") for v in values.tolist())
+
+
+def paused_message(trainings: list[Trained]) -> str:
+    """One line for a chapter run that stopped on its time budget."""
+    todo = [t for t in trainings if not t.complete]
+    where = "; ".join(t.progress_line() for t in todo)
+    return f"paused at {where}; run the same command again to continue"
+
+
+def skip_remaining_cells() -> None:
+    """In a notebook, turn every later cell into a no-op, so a paused run ends without error and without figures
+    from a half-trained optimizer. Outside IPython (the CLI, scripts) it does nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.input_transformers_post.append(lambda lines: ["pass\n"])
+
+
+def with_epochs(cfg: MetaTrainConfig, epochs: int) -> MetaTrainConfig:
+    return replace(cfg, epochs=epochs)
+
+
+__all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "stop_if_paused", "clear_states", "log_uniform", "paused_message", "skip_remaining_cells",
+           "display_path", "with_epochs", "new_lstm", "state_path"]

@@ -1,0 +1,152 @@
+"""The chapter interface (l2l.experiments.chapter): every chapter's training pauses, resumes and reloads exactly."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from l2l.experiments import art, chapter, cifar, mnist, quadratic
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = {"quadratic": quadratic, "mnist": mnist, "cifar": cifar, "art": art}
+
+
+@pytest.fixture(autouse=True)
+def _threads(one_thread):
+    pass
+
+
+class AfterEpochs(chapter.Budget):
+    """A budget that is spent after `n` epoch boundaries have been checked (a deterministic max_minutes)."""
+
+    def __init__(self, n: int):
+        super().__init__(None)
+        self.left = n
+
+    def spent(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def outcome(trainings) -> dict:
+    """What must agree bit for bit: every training's φ and its History (less wall time and stages)."""
+    return {t.name: ({k: v.clone() for k, v in t.optimizer.state_dict().items()},
+                     {k: v for k, v in asdict(t.history).items() if k not in ("wall_time_s", "stages")})
+            for t in trainings.all}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        (phi_a, hist_a), (phi_b, hist_b) = a[name], b[name]
+        assert all(torch.equal(phi_a[k], phi_b[k]) for k in phi_a), name
+        assert hist_a == hist_b, name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Every chapter's smoke training, run in one go."""
+    runs = {}
+    for name, module in CHAPTERS.items():
+        out = tmp_path_factory.mktemp(f"{name}-whole")
+        runs[name] = (out, outcome(module.train(module.settings("smoke"), out, progress=False)))
+    return runs
+
+
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_a_paused_chapter_resumes_to_the_same_result(name, uninterrupted, tmp_path, monkeypatch):
+    module = CHAPTERS[name]
+    s = module.settings("smoke")
+    monkeypatch.setattr(chapter, "Budget", lambda minutes: AfterEpochs(1))  # one epoch, then the budget is spent
+    first = module.train(s, tmp_path, max_minutes=1, progress=False)
+    assert not first.complete
+    assert chapter.paused_message(first.all).startswith("paused at ")
+    assert first.all[0].history.epochs_done >= 1
+    for t in first.all:  # nothing published from a half-trained optimizer
+        assert t.complete or not (tmp_path / f"{t.name}.safetensors").exists(), t.name
+    monkeypatch.undo()
+    resumed = module.train(s, tmp_path, progress=False)
+    assert resumed.complete
+    assert_same(outcome(resumed), uninterrupted[name][1])
+    for t in resumed.all:  # every epoch belongs to exactly one recorded stage
+        spans = [(st["from_epoch"], st["to_epoch"]) for st in t.history.stages]
+        assert spans[0][0] == 1 and spans[-1][1] == t.history.epochs_done
+        assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:])), spans
+
+
+def test_a_finished_training_is_loaded_not_repeated(uninterrupted):
+    out, reference = uninterrupted["quadratic"]
+    state = out / "state" / "lstm.pt"
+    before = state.read_bytes()
+    again = quadratic.train(quadratic.settings("smoke"), out, progress=False)
+    assert again.complete and state.read_bytes() == before
+    assert_same(outcome(again), reference)
+
+
+def test_fresh_starts_over(uninterrupted, tmp_path):
+    s = quadratic.settings("smoke")
+    quadratic.train(s, tmp_path, progress=False)
+    (tmp_path / "state" / "lstm.pt").write_bytes(b"not a state")
+    again = quadratic.train(s, tmp_path, progress=False, fresh=True)
+    assert_same(outcome(again), uninterrupted["quadratic"][1])
+
+
+def test_a_state_from_other_settings_is_a_one_line_error_and_is_kept(uninterrupted):
+    out, _ = uninterrupted["mnist"]
+    state = out / "state" / "lstm.pt"
+    before = state.read_bytes()
+    with pytest.raises(ValueError, match="different config") as error:
+        mnist.train(mnist.settings("smoke", seed=1), out, progress=False)
+    assert "\n" not in str(error.value) and "--fresh" in str(error.value)
+    assert state.read_bytes() == before
+
+
+def test_a_corrupt_state_is_a_one_line_error_and_is_kept(tmp_path):
+    state = tmp_path / "state" / "lstm.pt"
+    state.parent.mkdir()
+    state.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="not a readable training state") as error:
+        quadratic.train(quadratic.settings("smoke"), tmp_path, progress=False)
+    assert "\n" not in str(error.value) and state.read_bytes() == b"\x00" * 100
+
+
+def test_phi0_does_not_depend_on_what_was_drawn_before():
+    s = art.settings("smoke")
+    first = chapter.new_lstm(art.make_optimizer, s.meta.seed)
+    art.family(s, "a", "train")  # loads VGG-19 and the photos
+    torch.rand(1000)  # and whatever else a notebook's earlier cells drew
+    second = chapter.new_lstm(art.make_optimizer, s.meta.seed)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+def test_mnist_search_continues_the_best_candidate(uninterrupted):
+    out, _ = uninterrupted["mnist"]
+    s = mnist.settings("smoke")
+    t = mnist.train(s, out, progress=False)
+    assert t.chosen_lr == min(t.search, key=lambda c: c.history.best_val).cfg.meta_lr
+    assert t.main.history.epochs_done == s.meta.epochs and t.main.cfg.meta_lr == t.chosen_lr
+    best = next(c for c in t.search if c.cfg.meta_lr == t.chosen_lr)
+    n = len(best.history.val_final)
+    assert t.main.history.val_final[:n] == best.history.val_final  # the main run is the candidate, continued
+    assert [c.cfg.seed for c in t.seeds] == list(s.meta_seeds)
+
+
+def test_cli_run_executes_the_notebook_and_reuses_its_training(tmp_path):
+    """`python -m l2l run` executes the chapter's notebook with papermill; run twice, the second reuses the training."""
+    env = {**__import__("os").environ, "L2L_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "l2l", "run", "quadratic", "--profile", "smoke", "--device", "cpu", "--no-progress",
+           "--output", str(tmp_path / "out.ipynb")]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    state = tmp_path / "results" / "quadratic" / "smoke" / "state" / "lstm.pt"
+    before = state.read_bytes()
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert state.read_bytes() == before and "finished" in second.stdout
+    cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+    assert any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
