@@ -1,0 +1,144 @@
+"""The paper's claims in paper order, the four verdicts, and the overview tables built from run records."""
+import copy
+import re
+
+import nbformat
+import pytest
+import torch
+
+from l2l.book import display_path
+from l2l.claims import (NOT_AT_SCALE, NOT_REPRODUCED, NOT_SIGNIFICANT, REPRODUCED, beats_all, does_not_beat,
+                        to_markdown, verdict)
+from l2l.paper import (CLAIMS, budget, identify, intro_rows, judged, load_runs, record, summary_rows, tally)
+
+
+def curves(lstm, **baselines) -> dict:
+    """Curves [n, 2] whose final losses are the given values."""
+    def c(values):
+        v = torch.tensor(values, dtype=torch.float64)
+        return torch.stack([torch.full_like(v, 10.0), v], 1)
+    return {"LSTM": c(lstm), **{n: c(v) for n, v in baselines.items()}}
+
+
+WINS = curves([1.0, 1.1, 0.9, 1.0], SGD=[2.0, 2.1, 1.9, 2.0], Adam=[1.5, 1.6, 1.4, 1.5])
+LOSES = curves([2.0, 2.1, 1.9, 2.0], SGD=[3.0, 3.1, 2.9, 3.0], Adam=[1.0, 1.1, 0.9, 1.0])
+TIES = curves([1.0, 2.0, 1.0, 2.0], SGD=[3.0, 3.1, 2.9, 3.0], Adam=[2.0, 1.0, 2.0, 1.0])
+
+
+def figure_number(claim) -> int:
+    return int(re.search(r"Fig\. (\d+)", claim.figure).group(1))
+
+
+def test_claims_follow_the_papers_figures_and_have_unique_ids():
+    numbers = [figure_number(c) for c in CLAIMS]
+    assert numbers == sorted(numbers) and numbers[0] == 4 and numbers[-1] == 8
+    assert len({c.id for c in CLAIMS}) == len(CLAIMS)
+    assert [c.id for c in CLAIMS][:3] == ["quadratics", "mnist", "mnist-200-steps"]
+    assert sum(len(c.metrics) for c in CLAIMS) == 21
+
+
+def test_the_four_verdicts():
+    assert verdict(beats_all(WINS, metric="final")) == REPRODUCED
+    assert verdict(beats_all(LOSES, metric="final")) == NOT_REPRODUCED
+    assert verdict(beats_all(TIES, metric="final")) == NOT_SIGNIFICANT
+    for result in (beats_all(WINS, metric="final"), beats_all(LOSES, metric="final")):
+        assert verdict(result, profile="quick") == NOT_AT_SCALE
+        assert verdict(result, profile="smoke") == NOT_AT_SCALE
+
+
+def test_a_negative_claim_is_reproduced_when_a_baseline_is_significantly_better():
+    assert verdict(does_not_beat(LOSES)) == REPRODUCED
+    assert verdict(does_not_beat(WINS)) == NOT_REPRODUCED
+    assert verdict(does_not_beat(TIES)) == NOT_SIGNIFICANT
+
+
+def run_record(profile: str, claims: list, steps: int | None = None) -> dict:
+    meta = {"train_loss": [1.0] * 3, "val_loss": [1.0] * 4, "best_epoch": 2}
+    if steps is not None:
+        meta["optimizee_steps"] = steps
+    return {"profile": profile, "seed": 0, "command": "papermill ...", "wall_time_s": 60.0, "device": "cpu",
+            "versions": {"torch": "2", "l2l": "0.1"}, "claims": claims, "meta_training": meta,
+            "settings": {"meta": {"epochs": 3, "problems_per_epoch": 20, "horizon": 100}}}
+
+
+def test_rows_come_in_paper_order_with_ids_or_legacy_texts():
+    runs = {"mnist": run_record("paper", [record("mnist-relu", does_not_beat(LOSES)),
+                                          record("mnist", beats_all(WINS, metric="summed")),
+                                          record("mnist", beats_all(TIES, metric="final"))]),
+            "quadratic": run_record("quick", [{"claim": "LSTM beats every tuned baseline (final loss)",
+                                               **beats_all(WINS, metric="final")}])}
+    rows = summary_rows(runs)
+    assert len(rows) == sum(len(c.metrics) for c in CLAIMS)
+    expected = [(c.figure, m) for c in CLAIMS for m in c.metrics]
+    assert [(re.match(r"\[(.*?)\]", r["figure"]).group(1), re.search(r"\((\w+) loss\)", r["the paper's claim"])[1])
+            for r in rows] == expected
+    verdicts = {(c.id, m): r["verdict"].strip("*") for (c, m, _, _), r in zip(judged(runs), rows)}
+    assert verdicts[("quadratics", "final")] == NOT_AT_SCALE  # a quick run, whatever its numbers
+    assert verdicts[("mnist", "final")] == NOT_SIGNIFICANT
+    assert verdicts[("mnist", "summed")] == REPRODUCED
+    assert verdicts[("mnist-relu", "final")] == REPRODUCED
+    assert verdicts[("cifar10", "final")] == NOT_AT_SCALE  # no run at all
+    counts = tally(runs)
+    assert counts[REPRODUCED] == 2 and counts[NOT_SIGNIFICANT] == 1 and sum(counts.values()) == len(rows)
+    assert "6k steps" in rows[2]["run"]  # 3 epochs x 20 problems x 100 steps
+    intro = intro_rows(runs)
+    assert len(intro) == len(CLAIMS) and intro[0]["the paper's claim"].startswith("Fig. 4 (left)")
+    assert "[Ch. 1](../notebooks/01_quadratic.ipynb)" in intro[0]["run"]
+    assert "|---|" in to_markdown(intro)
+
+
+def test_budget_is_recorded_or_computed():
+    assert budget(run_record("paper", [], steps=12345)) == 12345
+    assert budget(run_record("paper", [])) == 3 * 20 * 100
+    assert budget({"profile": "paper"}) is None
+
+
+def test_record_names_the_claim_and_checks_the_metric():
+    entry = record("quadratics", beats_all(WINS, metric="summed"))
+    assert entry["id"] == "quadratics" and entry["claim"].endswith("(summed loss)")
+    assert identify("quadratic", entry) == ("quadratics", "summed")
+    with pytest.raises(ValueError):
+        record("mnist-relu", beats_all(WINS, metric="summed"))
+    with pytest.raises(KeyError):
+        record("no-such-claim", beats_all(WINS, metric="final"))
+
+
+def test_every_committed_claim_is_one_of_the_papers():
+    runs = load_runs()
+    seen = []
+    for chapter, run in runs.items():
+        for entry in run.get("claims") or []:
+            key = identify(chapter, entry)
+            assert key is not None, f"{chapter}: {entry['claim']!r} is not in l2l.paper.CLAIMS"
+            seen.append(key)
+    assert len(seen) == len(set(seen))
+
+
+def test_paths_are_shown_without_the_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2L_DATA", str(tmp_path / "shared" / "data"))
+    assert display_path(f"MNIST from {tmp_path}/shared/data/MNIST") == "MNIST from $L2L_DATA/MNIST"
+    assert display_path("/somewhere/else/data/CIFAR-10-images: 50,000") == "$L2L_DATA/CIFAR-10-images: 50,000"
+    assert display_path("see https://example.org/a/b and x/y") == "see https://example.org/a/b and x/y"
+    repo = display_path(str(__import__("l2l").__file__))
+    assert repo == "l2l/__init__.py"
+
+
+def test_publish_drops_stderr_and_widgets_and_refuses_local_paths(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from publish_notebook import clean_outputs, problems
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found\n"),
+                    nbformat.v4.new_output("display_data", data={
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "HBox()"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="profile paper\n")]
+    nb.cells = [cell]
+    clean_outputs(nb)
+    assert [o.get("text") for o in nb.cells[0].outputs] == ["profile paper\n"]
+    assert problems(nb) == []
+    bad = copy.deepcopy(nb)
+    bad.cells[0].outputs[0].text = "outputs in /home/someone/l2l/results/quadratic\n"
+    assert "machine-local path" in problems(bad)[0]
