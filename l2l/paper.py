@@ -13,6 +13,7 @@ Used in: book/intro, book/summary and every chapter (through `record`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -157,8 +158,13 @@ def judged(runs: dict[str, dict]) -> list[tuple[Claim, str, dict | None, dict | 
     return [(c, m, *found.get((c.id, m), (None, None))) for c in CLAIMS for m in c.metrics]
 
 
-def fmt(x: float) -> str:
-    return f"{x:.4g}" if abs(x) != float("inf") else ("∞" if x > 0 else "−∞")
+def fmt(x: float, sig: int = 4) -> str:
+    """A number for a table: `sig` significant digits, thousands separated instead of an exponent, true minus."""
+    if not math.isfinite(x):
+        return "n/a" if math.isnan(x) else ("∞" if x > 0 else "−∞")
+    digits = math.floor(math.log10(abs(x))) + 1 if x else 1
+    text = f"{round(x, sig - digits):,.0f}" if digits > sig else f"{x:,.{sig}g}"
+    return text.replace("-", "−")
 
 
 def scale(run: dict | None, history: str = "meta_training") -> str:
@@ -200,8 +206,8 @@ def summary_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict
         median = best.get("statistic", "mean") != "mean"
         rows.append({**row, "verdict": f"**{verdict(entry, run['profile'])}**", "LSTM": fmt(best["learned"]),
                      "best tuned baseline": f"{best['baseline']} {fmt(best['other'])}",
-                     "difference [95% CI]": ("median " if median else "") + f"{best['advantage']:.3g} "
-                     f"[{best['ci_low']:.3g}, {best['ci_high']:.3g}]",
+                     "difference [95% CI]": ("median " if median else "") + f"{fmt(best['advantage'], 3)} "
+                     f"[{fmt(best['ci_low'], 3)}, {fmt(best['ci_high'], 3)}]",
                      "run": scale(run, claim.history)})
     return rows
 
@@ -237,7 +243,8 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
     from .book import display_path
 
     rows = []
-    for chapter, run in runs.items():
+    order = list(CHAPTERS)
+    for chapter, run in sorted(runs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         v = run.get("versions", {})
         rows.append({"chapter": chapter_link(chapter, page) if chapter in CHAPTERS else chapter,
                      "profile / seed": f"{run['profile']} / {run['seed']}", "meta-training": scale(run),
