@@ -130,9 +130,10 @@ def identify(chapter: str, entry: dict) -> tuple[str, str] | None:
 
 
 def load_runs(root: Path | str | None = None) -> dict[str, dict]:
-    """{chapter: run.json} for every run committed under results/ (default: $L2L_RESULTS or the checkout's)."""
+    """{chapter: run.json} for every run committed under results/ (default: the checkout's results/, which the book
+    shows, even where $L2L_RESULTS sends new runs elsewhere)."""
     if root is None:
-        root = os.environ.get("L2L_RESULTS") or Path(__file__).resolve().parents[1] / "results"
+        root = Path(__file__).resolve().parents[1] / "results"
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(root).glob("*/run.json"))}
 
 
