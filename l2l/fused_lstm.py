@@ -20,6 +20,9 @@ second order needs dL/d∇, so it takes the reference path), when torch.compile 
 compiler; without one this falls back, with one warning, to the reference). On CUDA, `nn.LSTMCell` already
 runs PyTorch's own fused cell kernel, so the reference is used there. `L2L_FUSED=0` turns the fused path off
 everywhere, which reproduces runs made before it existed.
+
+The math both paths share (preprocessing, the reference layer, the denormal flush) is in the leaf module
+`l2l.lstm_math`. This module imports nothing else from l2l, so `l2l.optimizer` imports it without a cycle.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ import warnings
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .lstm_math import flush, preprocess
 
 # Eigen's generic_fast_tanh_float: tanh(x) ≈ x·P(x²)/Q(x²) on |x| ≤ 7.905, where fp32 tanh is ±1 beyond.
 _P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
@@ -81,26 +86,11 @@ def gate_constants(hidden: int) -> tuple[Tensor, Tensor]:
     return _GATE_CONSTANTS[hidden]
 
 
-# Backward flushes dL/dh and dL/dc below this to zero. Going back through an unroll they shrink at every step
-# (by the forget gates, by saturated gates) and, from some φ, reach the denormal range (< 1.2e-38), where x86
-# CPUs take ~100x longer per operation: a meta-training run was measured 5x slower from such a φ₀, nearly all of
-# it in the GEMMs on dgates (benchmarks/RESULTS.md, "by init"). Flushed here, at the [n, H] inputs (free; at
-# the [n, 4H] output it cost 0.25 ms a call), dgates are products of values ≥ 1e-20 with gate derivatives
-# (≥ 1e-7 or exactly 0) and activations, so they and their products with the weights stay normal unless the
-# activations are themselves tiny. 1e-20 is far below anything that can move a float32 sum of meta-gradients.
-FLUSH_BELOW = 1e-20
-
-
-def flush(t: Tensor) -> Tensor:
-    """`t` with entries below FLUSH_BELOW in magnitude set to zero (also a gradient hook of the reference path)."""
-    return torch.where(t.abs() < FLUSH_BELOW, 0.0, t)
-
-
 def _gates_backward(dh: Tensor, dc_new: Tensor, act: Tensor, c: Tensor, tanh_c: Tensor):
     """dL/dh', dL/dc' → dL/d(gate pre-activations), dL/dc, from the saved activations only."""
     H = c.shape[1]
     i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-    dh = flush(dh)
+    dh = flush(dh)  # out of the denormal range (see lstm_math.FLUSH_BELOW)
     dc = flush(dc_new + dh * o * (1 - tanh_c * tanh_c))
     dgates = torch.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
                         dh * tanh_c * o * (1 - o)], 1)
@@ -182,8 +172,6 @@ def _first_gates_forward(pre_h: Tensor, grad: Tensor, w_in_t: Tensor, c: Tensor,
     in a GEMM, since the input has only 1 or 2 columns; then the gates as `_gates_forward`. w_in_t is W_ihᵀ
     ([n_in, 4H], contiguous, so its rows load as vectors). Also returns the layer's input x, which backward
     needs for dL/dW_ih."""
-    from .optimizer import preprocess  # (a module-level import would be circular)
-
     x = preprocess(grad, p) if p is not None else grad.reshape(-1, 1)
     pre = pre_h
     for col in range(x.shape[1]):
@@ -281,8 +269,3 @@ def enabled() -> bool:
 
 def usable(x: Tensor) -> bool:
     return enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and _kernels() is not None
-
-
-def reference_layer(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """PyTorch's own cell (on CUDA its fused kernel): the definition the fused layer is tested against."""
-    return torch._VF.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)

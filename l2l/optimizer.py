@@ -11,28 +11,13 @@ Used in: every chapter.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from . import fused_lstm
-
-
-def preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
-    """The paper's gradient preprocessing (Appendix A), one row (log-magnitude, sign) per coordinate.
-
-        ∇ → ( log|∇| / p , sign ∇ )   if |∇| ≥ e^{-p}
-        ∇ → ( -1 , e^{p} ∇ )          otherwise
-    """
-    grad = grad.reshape(-1, 1)
-    big = grad.abs() >= math.exp(-p)
-    # clamp keeps log finite on the small branch, which torch.where evaluates too
-    log_part = torch.where(big, grad.abs().clamp_min(math.exp(-p)).log() / p, -torch.ones_like(grad))
-    sign_part = torch.where(big, grad.sign(), grad * math.exp(p))
-    return torch.cat([log_part, sign_part], dim=1)
-
+from .lstm_math import preprocess, reference_layer  # preprocess stays importable from here (l2l.preprocess)
 
 APPLY_CHUNK = 1 << 15  # coordinates per LSTM call when no graph is kept (applying a trained optimizer)
 
@@ -110,11 +95,8 @@ class CoordinatewiseLSTM(nn.Module):
         x = preprocess(grad, cfg.p) if cfg.preprocess else grad.reshape(-1, 1)
         hs, cs = [], []
         for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
-            h, c = fused_lstm.reference_layer(x, state.h[layer], state.c[layer], cell.weight_ih, cell.weight_hh,
-                                              cell.bias_ih, cell.bias_hh)
-            if h.requires_grad and h.device.type == "cpu":  # as the fused step does (see fused_lstm.FLUSH_BELOW)
-                h.register_hook(fused_lstm.flush)
-                c.register_hook(fused_lstm.flush)
+            h, c = reference_layer(x, state.h[layer], state.c[layer], cell.weight_ih, cell.weight_hh,
+                                   cell.bias_ih, cell.bias_hh)
             hs.append(h)
             cs.append(c)
             x = h
@@ -148,19 +130,23 @@ def _into(out: LSTMState | None, new: LSTMState) -> LSTMState:
     return out
 
 
+DEFAULT = "default"  # the LSTM that serves a parameter group that neither `route` nor the group itself assigns
+
+
 class LSTMOptimizer(nn.Module):
     """The paper's optimizer over a problem's parameter groups.
 
     θ is a dict {group: flat tensor}. `route` maps each group to the name of the LSTM that serves it;
     a group not named in `route` goes to the LSTM called "default" (the single LSTM of most chapters).
     Same functional interface as the baselines: `init_state(theta)`, `step(theta, grads, state)`.
+    `lstm_name` is the routing rule, also that of `l2l.LearnedOptimizer`'s parameter groups.
     """
 
     def __init__(self, nets: dict[str, CoordinatewiseLSTM] | None = None, route: dict[str, str] | None = None,
                  config: LSTMConfig | None = None):
         super().__init__()
         if nets is None:
-            nets = {"default": CoordinatewiseLSTM(config or LSTMConfig())}
+            nets = {DEFAULT: CoordinatewiseLSTM(config or LSTMConfig())}
         elif config is not None:
             raise ValueError("pass either nets or config, not both")
         self.nets = nn.ModuleDict(nets)  # registered, so meta-Adam sees every φ
@@ -169,11 +155,33 @@ class LSTMOptimizer(nn.Module):
         if unknown:
             raise ValueError(f"route names LSTMs {sorted(unknown)} that are not among {sorted(self.nets)}")
 
+    def lstm_name(self, name: str | None = None) -> str:
+        """The name of the LSTM that serves `name`: the one routing rule, used by `step` (through `net_for`) and
+        by `l2l.LearnedOptimizer`'s parameter groups.
+
+        name: an LSTM's own name (that LSTM), a group of `route` (the LSTM it is routed to), or None for a group
+        that names neither (the LSTM called "default"). Anything else, or None when no LSTM is called "default",
+        is a ValueError that lists the LSTMs there are.
+        """
+        if name in self.nets:
+            return name
+        if name in self.route:
+            return self.route[name]
+        names = sorted(self.nets)
+        if name is None:
+            if DEFAULT in self.nets:
+                return DEFAULT
+            raise ValueError(f"no LSTM is called {DEFAULT!r} (there are {names}), so every parameter group must be "
+                             "routed to one of them")
+        routed = f" nor a group of the route {self.route}" if self.route else ""
+        raise ValueError(f"no LSTM serves {name!r}: it is not one of the LSTMs {names}{routed}")
+
     def net_for(self, group: str) -> CoordinatewiseLSTM:
-        name = self.route.get(group, "default")
-        if name not in self.nets:
-            raise KeyError(f"parameter group {group!r} has no LSTM: route it to one of {sorted(self.nets)}")
-        return self.nets[name]
+        """The LSTM serving the problem's parameter group `group`: the one `route` names for it, else "default"."""
+        try:
+            return self.nets[self.lstm_name(self.route.get(group))]
+        except ValueError as err:
+            raise ValueError(f"parameter group {group!r} has no LSTM: {err}") from None
 
     def init_state(self, theta: dict[str, Tensor]) -> dict[str, LSTMState]:
         return {g: self.net_for(g).init_state(t.numel(), t.device, t.dtype) for g, t in theta.items()}

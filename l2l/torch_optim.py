@@ -30,20 +30,9 @@ from itertools import chain
 import torch
 
 from . import trained  # also makes `l2l.trained` available after `import l2l`
-from .optimizer import LSTMOptimizer, LSTMState
+from .optimizer import DEFAULT, LSTMOptimizer, LSTMState
 
 STATE_KEY = "learned_optimizer"  # the entry of state_dict() that holds the architecture and φ
-
-
-def default_lstm(lstm: LSTMOptimizer) -> str | None:
-    """The LSTM a parameter group gets when it names none: "default", else the route's only target, else the
-    checkpoint's only LSTM; None when the choice is ambiguous (CIFAR-style conv + fc checkpoints)."""
-    if "default" in lstm.nets:
-        return "default"
-    targets = set(lstm.route.values())
-    if len(targets) == 1:
-        return targets.pop()
-    return next(iter(lstm.nets)) if len(lstm.nets) == 1 else None
 
 
 def _load(optimizer) -> tuple[LSTMOptimizer, str]:
@@ -62,7 +51,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     params: an iterable of tensors or of parameter-group dicts, as for any torch optimizer. A group may
         name the LSTM that serves it, `{"params": ..., "lstm": "conv"}`, when the trained optimizer holds
-        several (CIFAR: "conv" and "fc"); a group that names none gets `default_lstm`.
+        several (CIFAR: "conv" and "fc"); a group that names none gets the LSTM called "default". The name
+        is resolved by `LSTMOptimizer.lstm_name`, the routing rule of meta-training too.
     optimizer: the name of a shipped optimizer (`l2l.trained.available()`), the path of a checkpoint
         saved by `l2l.save_optimizer` / `meta_train`, or an `LSTMOptimizer` (copied, then frozen).
     lr: multiplies the learned update; 1.0 (the default) is the optimizer exactly as it was trained. It is
@@ -73,21 +63,19 @@ class LearnedOptimizer(torch.optim.Optimizer):
         lstm, self.source = _load(optimizer)
         self.lstm = copy.deepcopy(lstm).requires_grad_(False).eval()  # a private, frozen φ
         self._on_device: dict[torch.device, LSTMOptimizer] = {}
-        super().__init__(params, {"lr": lr, "lstm": default_lstm(self.lstm)})
+        default = DEFAULT if DEFAULT in self.lstm.nets else None  # None: every group must name its LSTM
+        super().__init__(params, {"lr": lr, "lstm": default})
 
     # --- parameter groups -------------------------------------------------------------------------------
     def _lstm_name(self, name) -> str:
-        """The LSTM serving a group that asked for `name`: an LSTM of the checkpoint or a group of its route."""
-        if name in self.lstm.nets:
-            return name
-        if name in self.lstm.route:
-            return self.lstm.route[name]
-        names = sorted(self.lstm.nets)
-        if name is None:
-            example = "{'params': ..., 'lstm': %r}" % names[0]
-            raise ValueError(f"{self.source} holds several LSTMs {names} and none is the default: give every "
-                             f"parameter group an 'lstm' key, e.g. {example}")
-        raise ValueError(f"a parameter group asks for LSTM {name!r}, but {self.source} holds only {names}")
+        """The LSTM serving a group that asked for `name` (see `LSTMOptimizer.lstm_name`); its error names the
+        checkpoint and, for a group that names none, how to name one."""
+        try:
+            return self.lstm.lstm_name(name)
+        except ValueError as err:
+            example = "{'params': ..., 'lstm': %r}" % sorted(self.lstm.nets)[0]
+            hint = f": give every parameter group an 'lstm' key, e.g. {example}" if name is None else ""
+            raise ValueError(f"{self.source}: {err}{hint}") from None
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)

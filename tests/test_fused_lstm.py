@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import l2l.fused_lstm as fused
+from l2l.lstm_math import FLUSH_BELOW, preprocess
 from l2l.optimizer import CoordinatewiseLSTM, LSTMConfig
 
 
@@ -101,8 +102,6 @@ def test_a_failed_compile_falls_back_with_one_warning(monkeypatch):
 
 
 def test_preprocessing_inside_the_first_layer_matches_the_formula():
-    from l2l.optimizer import preprocess
-
     g = torch.randn(5000) * torch.logspace(-8, 2, 5000)
     g[::7] = 0.0
     assert fused.usable(g)
@@ -124,7 +123,7 @@ def test_backward_flushes_gradients_before_they_become_denormal(monkeypatch, mod
     h0 = [torch.randn_like(h).requires_grad_() for h in state.h]
     c0 = [torch.randn_like(c).requires_grad_() for c in state.c]
     update, new = net(torch.randn(n), type(state)(h0, c0))
-    tiny = torch.full((n, 20), 1e-25)
+    tiny = torch.full((n, 20), FLUSH_BELOW * 1e-5)  # 1e-25
     tiny[0] = 1.0  # one coordinate with an ordinary gradient
     torch.autograd.backward([new.h[1], new.c[1]], [tiny, tiny])
     for t in h0 + c0:

@@ -172,6 +172,27 @@ def test_unknown_or_missing_lstm_names_are_clear_errors():
         l2l.LearnedOptimizer(params, optimizer=42)
 
 
+def test_groups_are_routed_by_the_rule_of_meta_training():
+    """LearnedOptimizer resolves a group's 'lstm' with LSTMOptimizer.lstm_name: an LSTM's name, a group of the
+    route, or none for "default". Where the two used to differ, the stricter error is kept: an unknown name is an
+    error even when a "default" LSTM exists, and a lone LSTM not called "default" must be named."""
+    params = list(nn.Linear(2, 2).parameters())
+    shared = LSTMOptimizer(nets={"default": CoordinatewiseLSTM(MNIST_LSTM)}, route={"conv": "default", "fc": "default"})
+    opt = l2l.LearnedOptimizer([{"params": params[:1], "lstm": "conv"}, {"params": params[1:]}], optimizer=shared)
+    assert [g["lstm"] for g in opt.param_groups] == ["conv", "default"]  # saved as given, as before
+    assert {opt._net(g["lstm"], torch.device("cpu")) for g in opt.param_groups} == {opt.lstm.nets["default"]}
+    assert shared.lstm_name("conv") == shared.lstm_name(None) == "default"
+    assert shared.net_for("conv") is shared.net_for("unrouted") is shared.nets["default"]
+    with pytest.raises(ValueError, match="'typo'"):
+        l2l.LearnedOptimizer([{"params": params, "lstm": "typo"}], optimizer=shared)
+    lone = LSTMOptimizer(nets={"mine": CoordinatewiseLSTM(MNIST_LSTM)})
+    with pytest.raises(ValueError, match=r"no LSTM is called 'default'.*'lstm' key"):
+        l2l.LearnedOptimizer(params, optimizer=lone)
+    with pytest.raises(ValueError, match="no LSTM is called 'default'"):  # as meta-training says it
+        lone.init_state({"w": torch.zeros(2)})
+    assert l2l.LearnedOptimizer([{"params": params, "lstm": "mine"}], optimizer=lone).param_groups[0]["lstm"] == "mine"
+
+
 def test_memory_stays_flat_and_no_graph_is_kept():
     model = small_model()
     extra = nn.Parameter(torch.zeros(3))  # never gets a gradient: skipped, no state

@@ -1,5 +1,7 @@
 """The coordinatewise LSTM: state per coordinate, preprocessing, gradient flow, registered parameters."""
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,7 +169,7 @@ def test_routing_groups_to_separate_lstms():
     grads = {"conv": torch.ones(5), "fc": torch.ones(3)}
     new, _ = opt.step(theta, grads, opt.init_state(theta))
     assert new["conv"][0] != new["fc"][0]  # different φ, same input → different updates
-    with pytest.raises(KeyError, match="no LSTM"):
+    with pytest.raises(ValueError, match="group 'other' has no LSTM"):  # a KeyError before routing was one rule
         opt.init_state({"other": torch.zeros(2)})
     with pytest.raises(ValueError, match="not among"):
         LSTMOptimizer(nets=nets, route={"conv": "missing"})
@@ -226,3 +228,45 @@ def test_writing_the_state_in_place_needs_no_grad():
     state = net.init_state(4)
     with pytest.raises(ValueError, match="no_grad"):
         net(torch.randn(4), state, out=state)
+
+
+def _l2l_imports() -> dict[str, set[str]]:
+    """{module of l2l: the modules of l2l it imports anywhere in its source, deferred imports included}."""
+    root = Path(l2l.__file__).parent
+    files = {".".join(f.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in root.rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names}
+        # a module's own packages (`from . import __version__`) are set up before it runs: not an edge
+        graph[name] = {m for m in found if m in files and m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def test_l2l_has_no_import_cycle():
+    """The LSTM math lives in a leaf both steps import: fused_lstm never imports optimizer (it used to, deferred,
+    because each needed the other), and no module of l2l reaches itself through its imports."""
+    graph = _l2l_imports()
+    assert graph["l2l.lstm_math"] == set()
+    assert graph["l2l.fused_lstm"] == {"l2l.lstm_math"}
+    assert {"l2l.fused_lstm", "l2l.lstm_math"} <= graph["l2l.optimizer"]
+
+    def reachable(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in graph[todo.pop()] - seen:
+                seen.add(m)
+                todo.append(m)
+        return seen
+
+    assert [m for m in sorted(graph) if m in reachable(m)] == []
