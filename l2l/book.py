@@ -101,12 +101,16 @@ def curves_caption(subject: str, curves: dict, profile: str, paper: str | None =
                    "with its learning rate tuned on validation problems, are dashed", profile, paper)
 
 
-def meta_training_caption(subject: str, history, profile: str) -> str:
-    """Caption for `plots.plot_meta_training`."""
+def meta_training_caption(subject: str, history, profile: str, metric: str = "summed") -> str:
+    """Caption for `plots.plot_meta_training`; metric: the validation score plotted (MetaTrainConfig.val_metric)."""
     h = history if isinstance(history, dict) else vars(history)
-    return caption(f"{subject}: validation meta-loss (loss summed over the horizon, mean over the validation "
-                   f"problems) after each of {len(h['train_loss'])} epochs of meta-training; epoch 0 is the "
-                   f"untrained optimizer and the dotted line marks the epoch kept ({h['best_epoch']})", profile)
+    score = ("the loss summed over the horizon" if metric == "summed"
+             else "the final loss, each network's loss at the last step on a fixed evaluation batch")
+    steps = h.get("optimizee_steps")
+    budget = f" ({steps:,} optimizee steps)" if steps else ""
+    return caption(f"{subject}: the validation score φ is chosen by ({score}, mean over the validation problems) "
+                   f"over {len(h['train_loss'])} epochs of meta-training{budget}; epoch 0 is the untrained "
+                   f"optimizer and the dotted line marks the epoch kept ({h['best_epoch']})", profile)
 
 
 _ABSOLUTE = re.compile(r"(?<![\w.~:/\\])/(?:[\w.+-]+/)*[\w.+-]+/?")

@@ -254,14 +254,15 @@ def cmd_list(args) -> None:
         rows.append({
             "name": name, "task": info.get("task", "?"), "profile": info.get("profile", "?"),
             "epoch": info.get("epoch", "?"),
-            "val loss": f"{val:.4g}" if isinstance(val, (int, float)) and math.isfinite(val) else "?",
+            "val loss": (f"{val:.4g} ({info.get('val_metric', 'summed')})"
+                         if isinstance(val, (int, float)) and math.isfinite(val) else "?"),
             "LSTMs": ", ".join(f"{k} ({c['layers']}x{c['hidden']}, {'log/sign' if c['preprocess'] else 'raw'} "
                                f"input, scale {c['output_scale']:g})" for k, c in nets.items()),
             "l2l": meta.get("l2l_version", "?"),
         })
     print(table(rows))
-    print("use one with: l2l.LearnedOptimizer(model.parameters(), optimizer=NAME); "
-          "val loss = validation loss summed over the training horizon")
+    print("use one with: l2l.LearnedOptimizer(model.parameters(), optimizer=NAME); val loss = the validation "
+          "score the optimizer was chosen by: summed over the training horizon, or final (at its last step)")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "list": cmd_list}

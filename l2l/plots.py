@@ -100,8 +100,9 @@ def shared_legend(fig) -> None:
                frameon=False, fontsize="small")
 
 
-def plot_meta_training(history, ax=None):
-    """Validation meta-loss per epoch (epoch 0 = untrained φ), the best epoch marked."""
+def plot_meta_training(history, ax=None, metric: str = "summed"):
+    """The validation score φ is chosen by, per epoch validated (epoch 0 = untrained φ), the best epoch marked;
+    metric: which score that is ("summed" over the horizon or "final", MetaTrainConfig.val_metric)."""
     if ax is None:
         _, (ax,) = panels(1)
     epochs = history.val_epochs or range(len(history.val_loss))  # run records from before val_epochs existed
@@ -109,7 +110,7 @@ def plot_meta_training(history, ax=None):
     ax.axvline(history.best_epoch, color="grey", linestyle=":", label=f"best (epoch {history.best_epoch})")
     ax.set_yscale("log")
     ax.set_xlabel("meta-training epoch")
-    ax.set_ylabel("summed loss over the horizon")
+    ax.set_ylabel("validation loss, summed over the horizon" if metric == "summed" else "validation final loss")
     ax.legend(frameon=False)
     _tidy(ax.figure)
     return ax.figure

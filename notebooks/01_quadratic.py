@@ -42,6 +42,7 @@ import torch
 from IPython.display import Markdown, display
 
 import l2l
+from l2l import book, paper
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
 from l2l.device import describe_device, pick_device
 from l2l.experiments import chapter, quadratic
@@ -75,7 +76,17 @@ chapter.stop_if_paused(trained)
 lstm, history = trained["lstm"].optimizer, trained["lstm"].history
 print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s:.0f} s")
-l2l.plots.plot_meta_training(history);
+
+# %% tags=["remove-output"]
+book.figure("quadratic-meta-training", l2l.plots.plot_meta_training(history),
+            book.meta_training_caption("Quadratics", history, s.profile))
+
+# %% [markdown]
+# ```{glue:figure} quadratic-meta-training
+# :name: fig-quadratic-meta-training
+#
+# {glue:md}`quadratic-meta-training-caption`
+# ```
 
 # %% [markdown]
 # ## Tuning the baselines
@@ -91,9 +102,17 @@ display(Markdown(to_markdown([{"optimizer": n, "tuned learning rate": f"{lr:.3g}
 # %% [markdown]
 # ## Figure 4 (left): learned against tuned optimizers on new functions
 
-# %%
-n_functions = curves["LSTM"].shape[0]
-l2l.plots.plot_curves(curves, title=f"Quadratics: {n_functions} test functions (profile {s.profile})");
+# %% tags=["remove-output"]
+book.figure("quadratic-curves", l2l.plots.plot_curves(curves, title="10-dimensional quadratics"),
+            book.curves_caption("Quadratics f(θ) = ‖Wθ − y‖², 100 steps", curves, s.profile, "4 left",
+                                problems="test functions"))
+
+# %% [markdown]
+# ```{glue:figure} quadratic-curves
+# :name: fig-quadratic-curves
+#
+# {glue:md}`quadratic-curves-caption`
+# ```
 
 # %% [markdown]
 # ## Does the LSTM beat every tuned baseline?
@@ -105,16 +124,17 @@ l2l.plots.plot_curves(curves, title=f"Quadratics: {n_functions} test functions (
 # %%
 final = beats_all(curves, "LSTM", "final")
 summed = beats_all(curves, "LSTM", "summed")
-claims = [("LSTM beats every tuned baseline (final loss)", final),
-          ("LSTM beats every tuned baseline (summed loss)", summed)]
-for claim, result in claims:
-    print(verdict_text(claim, result))
-display(Markdown(to_markdown(claims_table(claims))))
+claims = [paper.record("quadratics", final),
+          paper.record("quadratics", summed)]
+for claim in claims:
+    print(verdict_text(claim["claim"], claim))
+rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
+display(Markdown(to_markdown(rows)))
 
 # %%
 record = record_run(out, chapter=quadratic.CHAPTER, notebook="notebooks/01_quadratic.ipynb", settings=s, seed=seed,
                     device=describe_device(dev), started=started, curves=curves, tuning=tuning, history=history,
-                    claims=[{"claim": c, **r} for c, r in claims], extra={"meta_trainings": trained.record()})
+                    claims=claims, extra={"meta_trainings": trained.record()})
 print(f"wrote {display_path(out)}/run.json, curves.safetensors and lstm.safetensors; "
       f"wall time {record['wall_time_s']:.0f} s")
 

@@ -42,11 +42,11 @@ fresh = False  # True: forget the saved training states and start over
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 import l2l
+from l2l import book, paper
 from l2l.claims import beats_all, beats_best_everywhere, claims_table, does_not_beat, to_markdown, verdict_text
 from l2l.device import describe_device, pick_device
 from l2l.experiments import chapter, mnist
@@ -92,7 +92,20 @@ display(Markdown(to_markdown(mnist.search_table(trained))))
 print(f"chosen meta learning rate {trained.chosen_lr:g}; best validation final loss {history.best_val:.4g} at epoch "
       f"{history.best_epoch} of {history.epochs_done} ({history.optimizee_steps:,} optimizee steps of meta-training, "
       f"{history.wall_time_s / 3600:.1f} h in {len(history.stages)} stages)")
-mnist.plot_budget(trained);
+
+# %% tags=["remove-output"]
+book.figure("mnist-budget", mnist.plot_budget(trained), book.caption(
+    "Validation loss of the meta-trainings against optimizee steps of meta-training (log scales): left the final "
+    f"loss φ is chosen by (mean over {s.meta.n_val} validation networks, each on a fixed evaluation batch), right "
+    "the summed loss over the horizon. Solid: the main optimizer (the best searched meta learning rate, continued); "
+    "dashed: the other searched rates and the other meta-training seeds", s.profile))
+
+# %% [markdown]
+# ```{glue:figure} mnist-budget
+# :name: fig-mnist-budget
+#
+# {glue:md}`mnist-budget-caption`
+# ```
 
 # %% [markdown]
 # ## Figure 4 (centre and right): the base network, for the training horizon and for twice as long
@@ -102,9 +115,22 @@ mnist.plot_budget(trained);
 # %%
 curves, tuning, accuracy = mnist.compare(lstm, base, s.steps, s, run_seeds)
 curves_long, tuning_long, accuracy_long = mnist.compare(lstm, base, s.long_steps, s, run_seeds)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-l2l.plots.plot_curves(curves, title=f"MNIST, {s.steps} steps", ax=axes[0])
-l2l.plots.plot_curves(curves_long, title=f"MNIST, {s.long_steps} steps", ax=axes[1]);
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(2)
+l2l.plots.plot_curves(curves, title=f"{s.steps} steps", ax=axes[0])
+l2l.plots.plot_curves(curves_long, title=f"{s.long_steps} steps", ax=axes[1])
+l2l.plots.shared_legend(fig)
+book.figure("mnist-curves", fig, book.curves_caption(
+    f"MNIST, the base network (784-20-10, sigmoid) for the training horizon ({s.steps} steps, left) and twice "
+    f"as long ({s.long_steps} steps, right)", curves, s.profile, "4 centre", problems="test networks"))
+
+# %% [markdown]
+# ```{glue:figure} mnist-curves
+# :name: fig-mnist-curves
+#
+# {glue:md}`mnist-curves-caption`
+# ```
 
 # %%
 display(Markdown(f"**{s.steps} steps**\n\n" + to_markdown(mnist.accuracy_table(accuracy, tuning))
@@ -118,11 +144,25 @@ display(Markdown(f"**{s.steps} steps**\n\n" + to_markdown(mnist.accuracy_table(a
 # %%
 variants = {name: mnist.compare(lstm, mnist.family(dev, **arch), s.steps, s, run_seeds)
             for name, arch in mnist.VARIANTS.items()}
-fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.6))
-for ax, (name, (c, _, _)) in zip(axes, variants.items()):
-    l2l.plots.plot_curves(c, title=f"MNIST, {name}", ax=ax)
 display(Markdown(to_markdown([{"network": name, **row} for name, (_, t, a) in variants.items()
                               for row in mnist.accuracy_table(a, t)])))
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(len(variants))
+for ax, (name, (c, _, _)) in zip(axes, variants.items()):
+    l2l.plots.plot_curves(c, title=name, ax=ax)
+l2l.plots.shared_legend(fig)
+book.figure("mnist-variants", fig, book.curves_caption(
+    "MNIST: the LSTM trained on the base network, unchanged, on networks with 40 hidden units, two hidden layers "
+    "and ReLU activations; the baselines are tuned again for each", variants["ReLU"][0], s.profile, "5",
+    problems="test networks"))
+
+# %% [markdown]
+# ```{glue:figure} mnist-variants
+# :name: fig-mnist-variants
+#
+# {glue:md}`mnist-variants-caption`
+# ```
 
 # %% [markdown]
 # ## Figure 6: final loss across widths and depths
@@ -132,7 +172,19 @@ display(Markdown(to_markdown([{"network": name, **row} for name, (_, t, a) in va
 
 # %%
 cells = mnist.grid(lstm, s, run_seeds, dev)
-l2l.plots.plot_grid(cells, trained_width=mnist.BASE["hidden"][0]);
+
+# %% tags=["remove-output"]
+book.figure("mnist-grid", l2l.plots.plot_grid(cells, trained_width=mnist.BASE["hidden"][0]), book.caption(
+    f"MNIST: mean final loss after {s.steps} steps over {s.n_test} test networks of each width (x) and depth "
+    "(panel), the LSTM trained on one hidden layer of 20 units (solid) against the best of the four tuned "
+    "baselines on that architecture (dashed, named)", s.profile, "6"))
+
+# %% [markdown]
+# ```{glue:figure} mnist-grid
+# :name: fig-mnist-grid
+#
+# {glue:md}`mnist-grid-caption`
+# ```
 
 # %% [markdown]
 # ## Which of the paper's claims hold here?
@@ -142,27 +194,24 @@ l2l.plots.plot_grid(cells, trained_width=mnist.BASE["hidden"][0]);
 
 # %%
 claims = [
-    ("Base network, 100 steps: LSTM beats every tuned baseline (final loss)", beats_all(curves, metric="final")),
-    ("Base network, 100 steps: LSTM beats every tuned baseline (summed loss)", beats_all(curves, metric="summed")),
-    ("Base network, 200 steps: LSTM still beats every tuned baseline (final loss)",
-     beats_all(curves_long, metric="final")),
-    ("40 hidden units: LSTM beats every tuned baseline (final loss)",
-     beats_all(variants["40 hidden units"][0], metric="final")),
-    ("2 hidden layers: LSTM beats every tuned baseline (final loss)",
-     beats_all(variants["2 hidden layers"][0], metric="final")),
-    ("ReLU: the LSTM fails to generalize (some baseline does as well or better)",
-     does_not_beat(variants["ReLU"][0], metric="final")),
-    ("Width x depth sweep: LSTM beats the best tuned baseline on every architecture", beats_best_everywhere(cells)),
+    paper.record("mnist", beats_all(curves, metric="final")),
+    paper.record("mnist", beats_all(curves, metric="summed")),
+    paper.record("mnist-200-steps", beats_all(curves_long, metric="final")),
+    paper.record("mnist-40-units", beats_all(variants["40 hidden units"][0], metric="final")),
+    paper.record("mnist-2-layers", beats_all(variants["2 hidden layers"][0], metric="final")),
+    paper.record("mnist-relu", does_not_beat(variants["ReLU"][0], metric="final")),
+    paper.record("mnist-architectures", beats_best_everywhere(cells)),
 ]
-for claim, result in claims:
-    print(verdict_text(claim, result))
-display(Markdown(to_markdown(claims_table(claims))))
+for claim in claims:
+    print(verdict_text(claim["claim"], claim))
+rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
+display(Markdown(to_markdown(rows)))
 
 # %%
 record = record_run(
     out, chapter=mnist.CHAPTER, notebook="notebooks/02_mnist.ipynb", settings=s, seed=seed,
     device=describe_device(dev), started=started, curves={**curves, **{f"{k} (200 steps)": v for k, v in curves_long.items()}},
-    tuning=tuning, history=history, claims=[{"claim": c, **r} for c, r in claims],
+    tuning=tuning, history=history, claims=claims,
     extra={"data_source": "MNIST (torchvision's files)", "meta_search": trained.record(),
            "meta_trainings": {t.name: {"optimizee_steps": t.history.optimizee_steps, "stages": t.history.stages}
                               for t in trained.all},

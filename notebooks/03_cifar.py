@@ -57,11 +57,11 @@ fresh = False  # True: forget the saved training states and start over
 import time
 from dataclasses import asdict
 
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 import l2l
+from l2l import book, paper
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
 from l2l.data_cifar import SUBSETS
 from l2l.device import describe_device, pick_device
@@ -107,12 +107,24 @@ chapter.stop_if_paused(trained)
 sub_family = cifar.base_family(s, dev, subset="CIFAR-5 complement")
 histories = {cifar.TWO: history, cifar.ONE: history_one, f"{cifar.SUB} (classes {', '.join(sub_family.class_names)})":
              history_sub}
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+for name, h in histories.items():
+    print(f"{name}: best validation meta-loss {h.best_val:.4g} at epoch {h.best_epoch} "
+          f"(untrained {h.val_loss[0]:.4g}); {h.optimizee_steps:,} optimizee steps, {h.wall_time_s / 60:.1f} min")
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(3)
 for ax, (name, h) in zip(axes, histories.items()):
     l2l.plots.plot_meta_training(h, ax=ax)
     ax.set_title(name, fontsize=9)
-    print(f"{name}: best validation meta-loss {h.best_val:.4g} at epoch {h.best_epoch} "
-          f"(untrained {h.val_loss[0]:.4g}); {h.wall_time_s / 60:.1f} min")
+book.figure("cifar-meta-training", fig, book.meta_training_caption(
+    "CIFAR-10: the two-LSTM optimizer, the one shared LSTM and LSTM-sub", history, s.profile))
+
+# %% [markdown]
+# ```{glue:figure} cifar-meta-training
+# :name: fig-cifar-meta-training
+#
+# {glue:md}`cifar-meta-training-caption`
+# ```
 
 # %% [markdown]
 # ## Figure 7: CIFAR-10, CIFAR-5 and CIFAR-2
@@ -131,11 +143,24 @@ panels = {
 }
 results = {panel: cifar.compare(learned, panel, s, run_seeds, dev) for panel, learned in panels.items()}
 curves = {panel: c for panel, (c, _, _) in results.items()}
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(3)
 for ax, (panel, c) in zip(axes, curves.items()):
     shown = {n: v for n, v in c.items() if n != cifar.ONE}  # the ablation has its own figure
     cifar.plot_panel(shown, title=f"{panel}, {s.steps} steps", ax=ax)
-print(f"mean over {s.n_test} test networks per optimizer")
+l2l.plots.shared_legend(fig)
+book.figure("cifar-curves", fig, book.curves_caption(
+    "CIFAR-10, CIFAR-5 and CIFAR-2: the paper's CNN trained on held-out test images by the two-LSTM optimizer "
+    "(LSTM), by LSTM-sub (meta-trained on the other five classes) and by the tuned baselines",
+    curves["CIFAR-10"], s.profile, "7", problems="test networks"))
+
+# %% [markdown]
+# ```{glue:figure} cifar-curves
+# :name: fig-cifar-curves
+#
+# {glue:md}`cifar-curves-caption`
+# ```
 
 # %% [markdown]
 # The learning rates the tuning chose (the LSTMs have none), and the accuracy of the final networks on
@@ -156,11 +181,21 @@ display(Markdown("**Tuned learning rates**\n\n" + to_markdown(rates)
 
 # %%
 ablation = {n: curves["CIFAR-10"][n] for n in (cifar.TWO, cifar.ONE)}
-fig, ax = plt.subplots(figsize=(5.5, 3.8))
-cifar.plot_panel(ablation, title=f"CIFAR-10: two LSTMs vs one shared, {s.steps} steps", ax=ax)
 display(Markdown(to_markdown([{"optimizer": n, "final loss": f"{r['final']:.4g} ± {r['final_ci']:.2g}",
                                "summed loss": f"{r['summed']:.4g} ± {r['summed_ci']:.2g}"}
                               for n, r in l2l.summarize(ablation).items()])))
+
+# %% tags=["remove-output"]
+book.figure("cifar-ablation", cifar.plot_panel(ablation, title=f"CIFAR-10, {s.steps} steps"), book.curves_caption(
+    "Ablation on CIFAR-10: two LSTMs (one for the conv, one for the fully connected parameters) against one LSTM "
+    "shared by both, meta-trained identically", ablation, s.profile, None, problems="test networks"))
+
+# %% [markdown]
+# ```{glue:figure} cifar-ablation
+# :name: fig-cifar-ablation
+#
+# {glue:md}`cifar-ablation-caption`
+# ```
 
 # %% [markdown]
 # ## Which of the paper's claims hold here?
@@ -172,26 +207,19 @@ display(Markdown(to_markdown([{"optimizer": n, "final loss": f"{r['final']:.4g} 
 # %%
 baselines = list(cifar.BASELINE_NAMES)
 claims = [
-    ("CIFAR-10: the LSTM beats every tuned baseline (final loss)",
-     beats_all(curves["CIFAR-10"], cifar.TWO, "final", baselines)),
-    ("CIFAR-10: the LSTM beats every tuned baseline (summed loss)",
-     beats_all(curves["CIFAR-10"], cifar.TWO, "summed", baselines)),
-    ("CIFAR-5: the same LSTM beats every tuned baseline (final loss)",
-     beats_all(curves["CIFAR-5"], cifar.TWO, "final", baselines)),
-    ("CIFAR-2: the same LSTM beats every tuned baseline (final loss)",
-     beats_all(curves["CIFAR-2"], cifar.TWO, "final", baselines)),
-    ("CIFAR-5: LSTM-sub, trained on the other classes, beats every tuned baseline (final loss)",
-     beats_all(curves["CIFAR-5"], cifar.SUB, "final", baselines)),
-    ("CIFAR-2: LSTM-sub, trained on the other classes, beats every tuned baseline (final loss)",
-     beats_all(curves["CIFAR-2"], cifar.SUB, "final", baselines)),
-    ("Ablation: two LSTMs (conv, FC) beat one shared LSTM (final loss)",
-     beats_all(curves["CIFAR-10"], cifar.TWO, "final", [cifar.ONE])),
-    ("Ablation: two LSTMs (conv, FC) beat one shared LSTM (summed loss)",
-     beats_all(curves["CIFAR-10"], cifar.TWO, "summed", [cifar.ONE])),
+    paper.record("cifar10", beats_all(curves["CIFAR-10"], cifar.TWO, "final", baselines)),
+    paper.record("cifar10", beats_all(curves["CIFAR-10"], cifar.TWO, "summed", baselines)),
+    paper.record("cifar5", beats_all(curves["CIFAR-5"], cifar.TWO, "final", baselines)),
+    paper.record("cifar2", beats_all(curves["CIFAR-2"], cifar.TWO, "final", baselines)),
+    paper.record("cifar5-sub", beats_all(curves["CIFAR-5"], cifar.SUB, "final", baselines)),
+    paper.record("cifar2-sub", beats_all(curves["CIFAR-2"], cifar.SUB, "final", baselines)),
+    paper.record("cifar-two-lstms", beats_all(curves["CIFAR-10"], cifar.TWO, "final", [cifar.ONE])),
+    paper.record("cifar-two-lstms", beats_all(curves["CIFAR-10"], cifar.TWO, "summed", [cifar.ONE])),
 ]
-for claim, result in claims:
-    print(verdict_text(claim, result))
-display(Markdown(to_markdown(claims_table(claims))))
+for claim in claims:
+    print(verdict_text(claim["claim"], claim))
+rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
+display(Markdown(to_markdown(rows)))
 print(f"profile {s.profile}; CIFAR-10 from {source}")
 
 # %%
@@ -199,7 +227,7 @@ record = record_run(
     out, chapter=cifar.CHAPTER, notebook="notebooks/03_cifar.ipynb", settings=s, seed=seed,
     device=describe_device(dev), started=started,
     curves={f"{panel}/{name}": c for panel, cs in curves.items() for name, c in cs.items()},
-    tuning=results["CIFAR-10"][1], history=history, claims=[{"claim": c, **r} for c, r in claims],
+    tuning=results["CIFAR-10"][1], history=history, claims=claims,
     extra={"data_source": source, "label_subsets": {k: list(v) for k, v in SUBSETS.items()},
            "parameters_per_group": base.n_params,
            "panels": {panel: {"tuned_rates": t.rates, "summary": l2l.summarize(c), "held_out_accuracy": a}

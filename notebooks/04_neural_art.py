@@ -50,12 +50,12 @@ fresh = False  # True: forget the saved training states and start over
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
 import l2l
 from l2l import vgg
+from l2l import book, paper
 from l2l.claims import beats_all, claims_table, to_markdown, verdict_text
 from l2l.device import describe_device, pick_device
 from l2l.experiments import art, chapter
@@ -97,7 +97,17 @@ chapter.stop_if_paused(trained)
 lstm, history = trained["lstm"].optimizer, trained["lstm"].history
 print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s / 60:.1f} min")
-l2l.plots.plot_meta_training(history);
+
+# %% tags=["remove-output"]
+book.figure("art-meta-training", l2l.plots.plot_meta_training(history),
+            book.meta_training_caption("Neural art, training style", history, s.profile))
+
+# %% [markdown]
+# ```{glue:figure} art-meta-training
+# :name: fig-art-meta-training
+#
+# {glue:md}`art-meta-training-caption`
+# ```
 
 # %% [markdown]
 # ## Figure 8: loss curves on test photos
@@ -109,10 +119,24 @@ l2l.plots.plot_meta_training(history);
 runs = {setting: art.compare(lstm, fams["validation"], fams["test"], s, run_seeds)
         for setting, fams in families.items()}
 titles = {"a": f"training style ({s.train_style}), {s.size}px", "b": f"new style ({s.test_style}), {s.test_size}px"}
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(2)
 for ax, (setting, (curves, _, _)) in zip(axes, runs.items()):
     l2l.plots.plot_curves(curves, title=titles[setting], ax=ax)
     ax.set_ylim(*art.y_limits(curves))
+l2l.plots.shared_legend(fig)
+book.figure("art-curves", fig, book.curves_caption(
+    f"Neural art: style-transfer loss of held-out photos with the training painting at {s.size} px (left) and "
+    f"with a painting never seen in training at {s.test_size} px (right)", runs["a"][0], s.profile, "8",
+    problems="test photos"))
+
+# %% [markdown]
+# ```{glue:figure} art-curves
+# :name: fig-art-curves
+#
+# {glue:md}`art-curves-caption`
+# ```
 
 # %%
 display(Markdown("Tuned learning rates:\n\n" + to_markdown([
@@ -129,9 +153,20 @@ for k, (curves, _, _) in runs.items():
 
 # %%
 rows = {titles[k]: art.example_row(families[k]["test"], results, curves) for k, (curves, _, results) in runs.items()}
-l2l.plots.plot_image_grid(rows, title=f"after {s.steps} steps ({s.profile} profile)")
 example_files = art.save_examples(out, {k: row for k, row in zip(runs, rows.values())})
 print(f"saved {len(example_files)} PNGs under {display_path(out / 'examples')}")
+
+# %% tags=["remove-output"]
+book.figure("art-examples", l2l.plots.plot_image_grid(rows), book.caption(
+    f"Neural art: the first test photo of each setting, its painting, and the images the LSTM and the best tuned "
+    f"baseline (lowest mean final test loss) paint after {s.steps} steps", s.profile, "9"))
+
+# %% [markdown]
+# ```{glue:figure} art-examples
+# :name: fig-art-examples
+#
+# {glue:md}`art-examples-caption`
+# ```
 
 # %% [markdown]
 # ## Which of the paper's claims hold here?
@@ -141,25 +176,22 @@ print(f"saved {len(example_files)} PNGs under {display_path(out / 'examples')}")
 
 # %%
 claims = [
-    ("Training style, test photos: LSTM beats every tuned baseline (final loss)",
-     beats_all(runs["a"][0], metric="final")),
-    ("Training style, test photos: LSTM beats every tuned baseline (summed loss)",
-     beats_all(runs["a"][0], metric="summed")),
-    ("New style at higher resolution: LSTM beats every tuned baseline (final loss)",
-     beats_all(runs["b"][0], metric="final")),
-    ("New style at higher resolution: LSTM beats every tuned baseline (summed loss)",
-     beats_all(runs["b"][0], metric="summed")),
+    paper.record("art-training-style", beats_all(runs["a"][0], metric="final")),
+    paper.record("art-training-style", beats_all(runs["a"][0], metric="summed")),
+    paper.record("art-new-style", beats_all(runs["b"][0], metric="final")),
+    paper.record("art-new-style", beats_all(runs["b"][0], metric="summed")),
 ]
-for claim, result in claims:
-    print(verdict_text(claim, result))
-display(Markdown(to_markdown(claims_table(claims))))
+for claim in claims:
+    print(verdict_text(claim["claim"], claim))
+rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
+display(Markdown(to_markdown(rows)))
 
 # %%
 record = record_run(
     out, chapter=art.CHAPTER, notebook="notebooks/04_neural_art.ipynb", settings=s, seed=seed,
     device=describe_device(dev), started=started,
     curves={f"{k}: {n}": c for k, (curves, _, _) in runs.items() for n, c in curves.items()},
-    tuning=runs["a"][1], history=history, claims=[{"claim": c, **r} for c, r in claims],
+    tuning=runs["a"][1], history=history, claims=claims,
     extra={"weights_source": weights_source, "vgg_layers": {"content": vgg.CONTENT_LAYERS, "style": vgg.STYLE_LAYERS},
            "data_source": f"content: {train.name}, {families['b']['test'].name}; images from $L2L_DATA/images",
            "settings_ab": titles, "tuned_rates_b": runs["b"][1].rates,

@@ -87,14 +87,12 @@ def train_all(plan: list[tuple], out: Path, budget: Budget, **common) -> Trainin
     return result
 
 
-def stop_if_paused(trainings) -> bool:
-    """For notebooks: if the chapter's trainings paused on their time budget, print the one line that says so,
-    make the rest of the notebook a no-op and return True; else return False."""
-    if trainings.complete:
-        return False
-    print(paused_message(trainings.all))
-    skip_remaining_cells()
-    return True
+def stop_if_paused(trainings) -> None:
+    """For notebooks: if the chapter's trainings paused on their time budget, print the one line that says so and
+    make the rest of the notebook a no-op (no figures from a half-trained optimizer)."""
+    if not trainings.complete:
+        print(paused_message(trainings.all))
+        skip_remaining_cells()
 
 
 def state_path(out: Path, name: str) -> Path:
