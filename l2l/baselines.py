@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .evaluate import evaluate
+from .evaluate import final_loss, run_problems
 
 # half-decades from 1e-4 to 1 (DESIGN.md); tune_baselines accepts any grid
 LR_GRID = tuple(10 ** (k / 2) for k in range(-8, 1))
@@ -125,17 +125,26 @@ class Tuning:
         """The baseline `name` at its tuned rate."""
         return BASELINES[name](self.rates[name])
 
+    def at_edge(self) -> dict[str, float]:
+        """The baselines whose chosen rate is the smallest or largest of the grid: the optimum may lie outside."""
+        return {n: lr for n, lr in self.rates.items() if lr in (min(self.scores[n]), max(self.scores[n]))}
+
+    def label(self, name: str) -> str:
+        """The chosen rate for a table, flagged when it sits at the grid's edge."""
+        return f"{self.rates[name]:.3g}" + (" (grid edge)" if name in self.at_edge() else "")
+
 
 def tune_baselines(family, steps: int, n_problems: int, seed: int, grid=LR_GRID, names=tuple(BASELINES),
                    progress: bool = True) -> Tuning:
-    """Pick each baseline's learning rate by the mean *final* loss on validation problems.
+    """Pick each baseline's learning rate by the mean *final* loss on validation problems: the loss at the last
+    step on the problem's fixed evaluation batch where it has one (`evaluate.final_loss`, as φ is selected).
 
     Every rate sees the same problems (same seed). A rate whose runs diverge (non-finite loss) scores +inf.
     """
     scores = {name: {} for name in names}
     for name, lr in tqdm([(n, lr) for n in names for lr in grid], desc="tuning baselines", disable=not progress):
-        curves = evaluate(BASELINES[name](lr), family, steps=steps, n_problems=n_problems, seed=seed, progress=False)
-        final = curves[:, -1].mean().item()
+        _, finals = run_problems(BASELINES[name](lr), family, steps, n_problems, seed, final_metric=final_loss)
+        final = torch.cat(finals).double().mean().item()
         scores[name][lr] = final if math.isfinite(final) else math.inf
     rates = {name: min(grid, key=scores[name].get) for name in names}
     for name, lr in rates.items():

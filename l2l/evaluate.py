@@ -23,6 +23,13 @@ def rollout(optimizer, problem, steps: int):
     return torch.stack([first.loss] + losses, dim=1).cpu(), last.theta
 
 
+def final_loss(problem, theta) -> Tensor:
+    """f(θ_T) per instance, on the problem's fixed evaluation batch where it has one (a smaller-variance final loss
+    than one minibatch: how φ is selected and the baselines are tuned), else its ordinary loss."""
+    with torch.no_grad():
+        return (problem.eval_loss(theta) if hasattr(problem, "eval_loss") else problem.loss(theta)).detach().cpu()
+
+
 def run_problems(optimizer, family, steps: int, n_problems: int, seed: int, final_metric=None,
                  progress: bool = False) -> tuple[Tensor, list]:
     """Curves over `n_problems` problems from `family` drawn with `seed`, and final_metric(problem, θ_T) of each.

@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .checkpoint import save_optimizer
-from .evaluate import run_problems
+from .evaluate import final_loss, run_problems
 from .problems.batch import MetaBatch
 from .training_state import (capture, check_resumable, describe_family, load_state, restore, save_state,
                              sweep_orphans)
@@ -111,13 +111,6 @@ class History:
 
     def complete(self, cfg: "MetaTrainConfig") -> bool:
         return self.epochs_done >= cfg.epochs
-
-
-def final_loss(problem, theta) -> Tensor:
-    """f(θ_T) per instance, on the problem's fixed evaluation batch where it has one (a smaller-variance final loss
-    than one minibatch), else its ordinary loss."""
-    with torch.no_grad():
-        return (problem.eval_loss(theta) if hasattr(problem, "eval_loss") else problem.loss(theta)).detach().cpu()
 
 
 def validation_scores(optimizer, family, cfg: MetaTrainConfig) -> dict[str, float]:

@@ -143,7 +143,7 @@ def plot_panel(curves: dict, title: str, ax=None):
 
 def rates_table(tunings: dict) -> list[dict]:
     """One row per panel: the learning rate chosen for each baseline."""
-    return [{"problem": panel, **{n: f"{t.rates[n]:.3g}" for n in t.rates}} for panel, t in tunings.items()]
+    return [{"problem": panel, **{n: t.label(n) for n in t.rates}} for panel, t in tunings.items()]
 
 
 def accuracy_table(accuracy: dict) -> list[dict]:

@@ -198,7 +198,7 @@ def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True) ->
 
 def accuracy_table(accuracy: dict, tuning) -> list[dict]:
     """Rows of optimizer, tuned rate and mean test-set accuracy of the optimizee it trained."""
-    return [{"optimizer": n, "learning rate": "learned" if n == "LSTM" else f"{tuning.rates[n]:.3g}",
+    return [{"optimizer": n, "learning rate": "learned" if n == "LSTM" else tuning.label(n),
              "test accuracy": f"{torch.tensor(a).mean().item():.3f}"} for n, a in accuracy.items()]
 
 
