@@ -5,6 +5,7 @@
     python benchmarks/bench.py --only init     # the same, l2l and R2, from several starting points φ₀
     python benchmarks/bench.py --only apply    # applying a trained LSTM against torch.optim.Adam, with the floor
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
+    python benchmarks/bench.py --only processes  # 1 process x 2 threads against 2 processes x 1 thread (gloo)
     python benchmarks/bench.py --device cuda   # the same on a GPU
 
 Every ratio is measured in one run, so machine noise cancels as far as it can, and every implementation starts
@@ -374,14 +375,77 @@ def saved_for_backward(fn) -> int:
     return sum(seen.values())
 
 
+PROCESS_CONFIGS = (("1 process x 1 thread", 1, 1), ("1 process x 2 threads", 1, 2), ("2 processes x 1 thread", 2, 1))
+
+
+def process_worker(rank, world, threads, port, runs, queue):
+    """One rank of `bench_processes`: meta-trains on `runs` MNIST problems after a warm-up run; puts (rank, s)."""
+    from l2l import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(threads)
+    group = distributed.init("cpu") if world > 1 else None
+    try:
+        family = mnist.family("cpu", **mnist.BASE)
+        torch.manual_seed(0)
+        lstm = mnist.make_optimizer()
+        meta_opt = torch.optim.Adam(lstm.parameters(), 1e-4)
+        cfg = MetaTrainConfig(horizon=HORIZON, unroll=UNROLL)
+        generator = distributed.train_generator(0, rank)
+        run = lambda: train_on_problem(lstm, family.sample(generator), meta_opt, cfg, group)  # noqa: E731
+        run()  # warm-up: compiles the fused step
+        if group is not None:
+            group.all_reduce_sum(torch.zeros(1), "start")  # start the clocks together
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            run()
+        queue.put((rank, time.perf_counter() - t0))
+    finally:
+        distributed.shutdown()
+
+
+def bench_processes(repeats, runs):
+    """Data-parallel meta-training on one machine (issue 18): optimizee steps/s of the whole job on the MNIST base
+    network, for 1 process x 1 thread, 1 process x 2 threads and 2 gloo processes x 1 thread each, in turns
+    (fresh processes per repeat; the best repeat of each is kept). A 2-process step includes its all-reduce."""
+    import multiprocessing
+    import socket
+
+    ctx = multiprocessing.get_context("spawn")
+    best = {name: float("inf") for name, _, _ in PROCESS_CONFIGS}
+    for _ in range(repeats):
+        for name, world, threads in PROCESS_CONFIGS:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            queue = ctx.Queue()
+            procs = [ctx.Process(target=process_worker, args=(r, world, threads, port, runs, queue))
+                     for r in range(world)]
+            for proc in procs:
+                proc.start()
+            times = [queue.get(timeout=1800)[1] for _ in procs]
+            for proc in procs:
+                proc.join()
+            best[name] = min(best[name], max(times))
+    rates = {name: world * runs * HORIZON / best[name] for name, world, _ in PROCESS_CONFIGS}
+    for name, rate in rates.items():
+        emit(figure="processes_steps_per_s", config=name, steps_per_s=round(rate, 2), runs_per_process=runs)
+    one, two_threads, two_procs = (rates[name] for name, _, _ in PROCESS_CONFIGS)
+    emit(figure="processes_ratio", two_processes_over_two_threads=round(two_procs / two_threads, 2),
+         two_processes_over_one_process=round(two_procs / one, 2), target_over_one_process=1.6)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling"], help="run one group of figures")
+    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling", "processes"],
+                        help="run one group of figures")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
     parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
     parser.add_argument("--meta-batch", type=int, default=4, help="problems per LSTM call in the meta-batched row")
     parser.add_argument("--init-seeds", type=int, default=4, help="starting points φ₀ compared by the init figure")
+    parser.add_argument("--process-runs", type=int, default=10,
+                        help="timed optimizee runs per process in the processes figure")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     emit(figure="environment", python=sys.version.split()[0], torch=torch.__version__, l2l=l2l.__version__,
@@ -395,6 +459,8 @@ def main(argv=None):
         bench_apply(device, [n for n in sizes if n >= 10**4])
     if args.only in (None, "scaling"):
         bench_scaling(device, sizes)
+    if args.only in (None, "processes") and device.type == "cpu":
+        bench_processes(args.repeats, args.process_runs)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ def table(rows: list[dict]) -> str:
 
 
 def cmd_train(args) -> None:
+    from . import distributed
     from .device import describe_device, pick_device
     from .meta import display_path
     from .results import results_dir
@@ -157,10 +158,21 @@ def cmd_train(args) -> None:
     out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file, not a folder")
-    print(f"meta-training {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}, "
-          f"outputs in {display_path(out)}")
-    result = module.train(s, out, device, max_minutes=args.max_minutes, progress=not args.no_progress,
-                          fresh=args.fresh)
+    if distributed.launched() and device.type == "cuda" and device.index is None:  # torchrun: one GPU per process
+        device = pick_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    group = distributed.init(device)  # None unless started by torchrun
+    try:
+        if group is not None and group.rank > 0:  # rank 0 alone writes the outputs; the others write to scratch
+            module.train(s, distributed.private_dir() / "out", device, max_minutes=args.max_minutes, progress=False,
+                         fresh=args.fresh)
+            return
+        world = f", world size {group.world} ({distributed.backend()})" if group is not None else ""
+        print(f"meta-training {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}{world}, "
+              f"outputs in {args.out or display_path(out)}")
+        result = module.train(s, out, device, max_minutes=args.max_minutes, progress=not args.no_progress,
+                              fresh=args.fresh)
+    finally:
+        distributed.shutdown()
     for t in result.all:
         h = t.history
         print(f"{t.name}: epoch {h.epochs_done} of {t.cfg.epochs}, {h.optimizee_steps:,} optimizee steps; best "
@@ -169,7 +181,8 @@ def cmd_train(args) -> None:
     if not result.complete:
         print(paused_message(result.all))
         return
-    print(f"wrote {', '.join(display_path(out / f'{t.name}.safetensors') for t in result.all if (out / f'{t.name}.safetensors').exists())}")
+    written = [out / f"{t.name}.safetensors" for t in result.all if (out / f"{t.name}.safetensors").exists()]
+    print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
 
 
 def cmd_run(args) -> None:
@@ -184,12 +197,12 @@ def cmd_run(args) -> None:
     output = Path(args.output or f"out-{args.task}-{s.profile}.ipynb")
     params = {"profile": s.profile, "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes,
               "fresh": args.fresh}
-    print(f"executing {display_path(notebook)} with {params} into {display_path(output)}")
+    print(f"executing {display_path(notebook)} with {params} into {output}")
     papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebook.parent),
                                progress_bar=not args.no_progress, log_output=False)
     paused = [line for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])
               for line in "".join(o.get("text", "")).splitlines() if line.startswith("paused at ")]
-    print(paused[0] if paused else f"finished: {display_path(output)}")
+    print(paused[0] if paused else f"finished: {output}")
 
 
 def cmd_evaluate(args) -> None:
@@ -235,8 +248,12 @@ def cmd_evaluate(args) -> None:
 
 
 def test_description(family) -> str:
+    """Which problems a family's tests are: its data split (MNIST/CIFAR), its photos (art), or fresh functions."""
     split = getattr(family, "split", None)
-    return f"{type(family).__name__}, {split} split" if split else f"fresh {type(family).__name__} problems"
+    if split:
+        return f"{type(family).__name__}, {split} split"
+    name = getattr(family, "name", "")
+    return f"{type(family).__name__} {name}" if name else f"fresh {type(family).__name__} problems"
 
 
 def cmd_list(args) -> None:

@@ -13,6 +13,9 @@ resumes from where this one stopped. After every epoch φ is frozen and scored o
 Faults: an unroll whose meta-loss or meta-gradient is not finite, or whose optimizee diverges, takes no
 meta-step (φ and Adam untouched); its run is abandoned and counted, and too many in a row stop training.
 With `state_path`, the whole run is saved after every epoch and on Ctrl-C, and resumes exactly from there.
+
+Under torch.distributed (torchrun), W processes train one φ together: see l2l.distributed. One meta-step then
+averages the meta-gradients of W·meta_batch problems, and `problems_per_epoch` counts the problems of all ranks.
 """
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import distributed
+from .book import display_path  # noqa: F401  (re-exported: chapters and the CLI print paths through it)
 from .checkpoint import save_optimizer
-from .evaluate import final_loss, run_problems
+from .evaluate import final_loss, rollout, run_problems
 from .problems.batch import MetaBatch
 from .training_state import (capture, check_resumable, describe_family, load_state, restore, save_state,
                              sweep_orphans)
@@ -113,12 +118,32 @@ class History:
         return self.epochs_done >= cfg.epochs
 
 
-def validation_scores(optimizer, family, cfg: MetaTrainConfig) -> dict[str, float]:
+def validation_scores(optimizer, family, cfg: MetaTrainConfig, group=None) -> dict[str, float]:
     """Both validation scores, means over cfg.n_val validation problems: "summed" Σ_{t=1..T} f(θ_t) (the
-    meta-loss the training minimises) and "final" f(θ_T) (see final_loss). Non-finite scores become inf."""
+    meta-loss the training minimises) and "final" f(θ_T) (see final_loss). Non-finite scores become inf.
+    With a distributed `group` (world > 1), rank r runs the problems r, r + W, ... and the sums are all-reduced."""
+    if group is not None:
+        return split_validation_scores(optimizer, family, cfg, group)
     curves, finals = run_problems(optimizer, family, steps=cfg.horizon, n_problems=cfg.n_val,
                                   seed=cfg.seed + VAL_SEED_OFFSET, final_metric=final_loss)
     scores = {"summed": curves[:, 1:].sum(1).mean().item(), "final": torch.cat(finals).mean().item()}
+    return {k: v if math.isfinite(v) else math.inf for k, v in scores.items()}
+
+
+def split_validation_scores(optimizer, family, cfg: MetaTrainConfig, group) -> dict[str, float]:
+    """validation_scores over W ranks: the same problems (every rank draws them all, in order, and runs its share)."""
+    generator = torch.Generator().manual_seed(cfg.seed + VAL_SEED_OFFSET)
+    sums = torch.zeros(4, dtype=torch.float64)  # Σ summed loss, curves, Σ final loss, finals
+    for j in range(cfg.n_val):
+        problem = family.sample(generator)  # a problem's minibatches come from its own generator
+        if j % group.world != group.rank:
+            continue
+        curve, theta = rollout(optimizer, problem, cfg.horizon)
+        final = final_loss(problem, theta).double()
+        sums += torch.tensor([curve[:, 1:].double().sum().item(), curve.shape[0], final.sum().item(), final.numel()],
+                             dtype=torch.float64)
+    sums = group.all_reduce_sum(sums, "validation").tolist()
+    scores = {"summed": sums[0] / sums[1], "final": sums[2] / sums[3]}
     return {k: v if math.isfinite(v) else math.inf for k, v in scores.items()}
 
 
@@ -134,13 +159,18 @@ def sample_problem(family, generator, meta_batch: int = 1):
     return MetaBatch([family.sample(generator) for _ in range(meta_batch)])
 
 
-def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tuple[list[float], str | None]:
+def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig, group=None) -> tuple[list[float], str | None]:
     """One optimizee run of cfg.horizon steps, one meta-step per unroll. Returns (meta-losses, fault).
 
     fault is None, or why the run was abandoned: the meta-loss is not finite, the optimizee diverged (its
     mean loss passed cfg.diverge_factor × f(θ_0)), or the meta-gradient is not finite. A faulty unroll takes
     no meta-step, so φ and Adam's moments and step count are exactly as the previous unroll left them.
+    With a distributed `group` (world > 1) every rank runs its own problem and each meta-step uses the mean of the
+    ranks' meta-gradients (and their meta-losses); a fault on any rank abandons every rank's run (see
+    l2l.distributed).
     """
+    if group is not None:
+        return _train_on_problem_together(optimizer, problem, meta_opt, cfg, group)
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
     initial = traj.loss.mean().item()
@@ -170,6 +200,54 @@ def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig) -> tupl
     return losses, None
 
 
+def _train_on_problem_together(optimizer, problem, meta_opt, cfg: MetaTrainConfig, group):
+    """train_on_problem on W ranks: one all-reduce per unroll carries Σ meta-gradients, Σ meta-losses and the
+    ranks' fault flags, so all ranks take the same step or skip together."""
+    params = list(optimizer.parameters())
+    traj = start(optimizer, problem)
+    initial = traj.loss.mean().item()
+    limit = cfg.diverge_factor * abs(initial) if cfg.diverge_factor and initial and math.isfinite(initial) else math.inf
+    n = cfg.horizon // cfg.unroll
+    losses = []
+    for k in range(1, n + 1):
+        step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True,
+                                   second_order=cfg.second_order)
+        curve = torch.stack([l.mean() for l in step_losses])
+        meta_loss = curve.sum()
+        value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
+        fault = None
+        if not math.isfinite(value):
+            fault = f"the meta-loss is {value} (the optimizee's loss became non-finite)"
+        elif peak > limit:
+            fault = (f"the optimizee diverged (mean loss {peak:.3g} > diverge_factor {cfg.diverge_factor:g} x its "
+                     f"initial loss {initial:.3g})")
+        meta_opt.zero_grad(set_to_none=True)
+        if fault is None:
+            meta_loss.backward()
+        grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
+                 for p in params]
+        flags = torch.zeros(group.world, dtype=torch.float64, device=grads[0].device)
+        flags[group.rank] = fault is not None
+        mine = torch.tensor([0.0 if fault else value], dtype=torch.float64, device=flags.device)
+        total = group.all_reduce_sum(torch.cat([*(g.double() for g in grads), mine, flags]), f"unroll {k}/{n}")
+        faulty = [r for r, f in enumerate(total[-group.world:].tolist()) if f]
+        if faulty:
+            meta_opt.zero_grad(set_to_none=True)
+            why = f"; rank {group.rank}: {fault}" if fault else ""
+            return losses, f"unroll {k}/{n}: rank {', '.join(map(str, faulty))} faulted, every rank skipped it{why}"
+        mean = total[:-group.world - 1] / group.world
+        for p, g in zip(params, mean.split([p.numel() for p in params])):
+            p.grad = g.view_as(p).to(p.dtype)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)  # the same mean gradient on every rank
+        if not torch.isfinite(norm):
+            meta_opt.zero_grad(set_to_none=True)
+            return losses, f"unroll {k}/{n}: the mean meta-gradient of the ranks is not finite (norm {norm.item()})"
+        meta_opt.step()
+        losses.append(total[-group.world - 1].item() / group.world)
+        traj = cut(traj)
+    return losses, None
+
+
 def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpoint=None, info: dict | None = None,
                progress: bool = True, callback=None, *, state_path=None, max_minutes: float | None = None,
                stop_when=None) -> History:
@@ -186,11 +264,22 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     its state saved (needs state_path), and `history.complete(cfg)` is False: call again to continue.
     stop_when: instead of max_minutes, a function checked before every epoch; True pauses the same way.
     Every call that trains records a stage in `history.stages`.
+    Under torch.distributed (a process group of W > 1 ranks, see l2l.distributed) every rank calls meta_train with
+    the same arguments: each draws its own training problems, one meta-step averages all ranks' meta-gradients,
+    `problems_per_epoch` must be a multiple of meta_batch × W, and only rank 0 reads and writes state_path and
+    checkpoint. A state resumes only with the world size that saved it (one-line error otherwise).
     """
-    if (max_minutes is not None or stop_when is not None) and state_path is None:
+    group = distributed.current()  # None: a plain single-process run
+    par = group if group is not None and group.world > 1 else None  # collectives needed
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
+    lead = rank == 0  # prints, shows the progress bar
+    if (max_minutes is not None or stop_when is not None) and state_path is None and lead:
         raise ValueError("max_minutes needs a state_path: a paused run must be saved to be continued")
+    if cfg.problems_per_epoch % (cfg.meta_batch * world):
+        raise ValueError(f"problems_per_epoch ({cfg.problems_per_epoch}) must be a multiple of meta_batch x world "
+                         f"size ({cfg.meta_batch} x {world}): every meta-step takes one meta-batch from every rank")
     val_family = val_family or family
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = distributed.train_generator(cfg.seed, rank)  # rank 0: torch.Generator().manual_seed(cfg.seed)
     meta_opt = torch.optim.Adam(optimizer.parameters(), lr=cfg.meta_lr)
     history, t0, spent = History(), time.perf_counter(), 0.0
     meta = {"config": asdict(cfg), **(info or {})}
@@ -198,10 +287,13 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     fixed = {"config": meta["config"], "architecture": optimizer.describe(),
              "families": {"train": describe_family(family), "validation": describe_family(val_family)}}
     epoch0, problem0, epoch_losses, bad_in_row, snap = 1, 0, [], 0, None
-    P = cfg.problems_per_epoch
+    P, step = cfg.problems_per_epoch, cfg.meta_batch * world  # problems per epoch and per meta-step, all ranks
+    # saving: snapshots are taken (on every rank, as they gather the ranks' generators); writes: this process saves
+    saving = state_path is not None if par is None else par.broadcast_object(state_path is not None, "start")
+    writes = distributed.may_write(group, state_path)
 
     def validate(epoch):
-        scores = validation_scores(optimizer, val_family, cfg)
+        scores = validation_scores(optimizer, val_family, cfg, par)
         history.val_epochs.append(epoch)
         history.val_steps.append(history.optimizee_steps)
         history.val_final.append(scores["final"])
@@ -210,52 +302,93 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
         if epoch == 0 or history.val_loss[-1] < history.best_val:
             history.best_epoch = epoch
             best[0] = copy.deepcopy(optimizer.state_dict())
-            if checkpoint is not None:
+            if distributed.may_write(group, checkpoint):
                 save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1],
                                val_metric=cfg.val_metric, optimizee_steps=history.optimizee_steps, **meta)
 
     def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
         hist = asdict(replace(history, wall_time_s=spent + time.perf_counter() - t0))
+        ranks = {}
+        if par is not None:  # every rank's random streams, so that a resume continues each of them
+            ranks = {"world_size": world,
+                     "rank_generators": par.gather_bytes(generator.get_state(), "saving the training state"),
+                     "rank_torch_rng": par.gather_bytes(torch.get_rng_state(), "saving the training state")}
         return capture(optimizer, meta_opt, generator, **fixed, epoch=epoch, problem=problem, history=hist,
-                       best_phi=best[0], epoch_losses=list(epoch_losses), bad_in_row=bad_in_row)
+                       best_phi=best[0], epoch_losses=list(epoch_losses), bad_in_row=bad_in_row, **ranks)
 
-    if state_path is not None:
+    def load():  # the saved state to resume from, or None
+        if state_path is None:
+            return None
         sweep_orphans(state_path)  # this run is now the file's only writer
-    if state_path is not None and Path(state_path).exists():
+        if not Path(state_path).exists():
+            return None
         saved = load_state(state_path)
         check_resumable(saved, state_path, **fixed, epochs=cfg.epochs, defaults=asdict(MetaTrainConfig()))
+        if saved.get("world_size", 1) != world:
+            raise ValueError(f"{state_path} was saved by a run on {saved.get('world_size', 1)} process(es), and this "
+                             f"run has world size {world}: resume it with the same number of processes (each rank "
+                             "continues its own problem stream), or start afresh (--fresh)")
+        return saved
+
+    if par is None:
+        saved = load()
+    else:  # rank 0 reads the state; every rank gets it, or the same one-line error
+        payload = None
+        if par.rank == 0:
+            try:
+                payload = ("state", load())
+            except (ValueError, OSError) as e:  # every rank stops with rank 0's one line
+                payload = ("error", str(e))
+        kind, saved = par.broadcast_object(payload, "loading the training state")
+        if kind == "error":
+            raise ValueError(saved)
+    if group is not None and lead and progress:
+        tqdm.write(f"world size {world}: meta-training on {world} process(es) ({distributed.backend()}); rank 0 writes "
+                   "the state and checkpoints")
+    if saved is not None:
         restore(saved, optimizer, meta_opt, generator)
+        if par is not None:
+            generator.set_state(saved["rank_generators"][rank])
+            torch.set_rng_state(saved["rank_torch_rng"][rank])
         history, best[0], spent = History(**saved["history"]), saved["best_phi"], saved["history"]["wall_time_s"]
         epoch0, problem0, epoch_losses, bad_in_row = (saved[k] for k in ("epoch", "problem", "epoch_losses",
                                                                           "bad_in_row"))
         snap = saved
-        if progress and epoch0 <= cfg.epochs:
+        if progress and lead and epoch0 <= cfg.epochs:
             tqdm.write(f"resuming meta-training from {display_path(state_path)} at epoch {epoch0} "
                        f"({problem0}/{P} problems done)")
     else:
+        if par is not None:  # every rank starts from rank 0's φ₀
+            par.broadcast_tensors(optimizer.state_dict().values(), "sharing φ₀")
         validate(0)
-        if state_path is not None:
+        if saving:
             snap = snapshot(1, 0)
-            save_state(state_path, snap)
+            if writes:
+                save_state(state_path, snap)
     stage = {"started": utc_now(), "from_epoch": epoch0, "device": str(next(optimizer.parameters()).device),
              "threads": torch.get_num_threads()}
+    if group is not None:
+        stage["world_size"] = world
     if stop_when is None and max_minutes is not None:
         deadline = time.perf_counter() + 60 * max_minutes
         stop_when = lambda: time.perf_counter() > deadline  # noqa: E731
     bar = tqdm(total=cfg.epochs * P, initial=min((epoch0 - 1) * P + problem0, cfg.epochs * P),
-               desc="meta-training", disable=not progress or epoch0 > cfg.epochs)
+               desc="meta-training", disable=not progress or not lead or epoch0 > cfg.epochs)
     last_fault = None
     try:
         for epoch in range(epoch0, cfg.epochs + 1):
-            if stop_when is not None and stop_when():
+            stop = stop_when is not None and stop_when()
+            if par is not None:  # rank 0's clock decides for everyone
+                stop = par.broadcast_object(bool(stop), "checking the time budget")
+            if stop:
                 break
-            for i in range(problem0 if epoch == epoch0 else 0, P, cfg.meta_batch):
-                if state_path is not None:
+            for i in range(problem0 if epoch == epoch0 else 0, P, step):
+                if state_path is not None and par is None:  # (ranks snapshot at epoch boundaries only)
                     snap = snapshot(epoch, i)
                 losses, fault = train_on_problem(optimizer, sample_problem(family, generator, cfg.meta_batch),
-                                                 meta_opt, cfg)
+                                                 meta_opt, cfg, par)
                 epoch_losses += losses
-                history.optimizee_steps += (len(losses) + (fault is not None)) * cfg.unroll * cfg.meta_batch
+                history.optimizee_steps += (len(losses) + (fault is not None)) * cfg.unroll * step
                 history.skipped_unrolls += int(fault is not None)
                 bad_in_row = bad_in_row + 1 if fault else 0
                 last_fault = f"epoch {epoch}, problem {i + 1}/{P}, {fault}" if fault else last_fault
@@ -264,23 +397,24 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                         f"meta-training stopped: {bad_in_row} optimizee runs in a row were abandoned, the last at "
                         f"{last_fault}. Likely cause: the learned updates are too large for this problem; lower "
                         "meta_lr or the LSTM's output_scale, and check that the problem's loss is finite at θ_0")
-                bar.update(cfg.meta_batch)
-            if state_path is not None:
+                bar.update(step)
+            if saving:
                 snap = snapshot(epoch, P)
             history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
             history.epochs_done = epoch
             epoch_losses = []
             if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
                 validate(epoch)
-            if state_path is not None:
+            if saving:
                 snap = snapshot(epoch + 1, 0)
-                save_state(state_path, snap)
+                if writes:
+                    save_state(state_path, snap)
             bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{history.val_loss[-1]:.4g}",
                             best=f"{history.best_val:.4g}@{history.best_epoch}")
             if callback is not None:
                 callback(epoch, history)
     except KeyboardInterrupt:
-        if snap is None:
+        if snap is None or not writes:
             raise
         save_state(state_path, snap)
         raise KeyboardInterrupt(f"meta-training interrupted; its state at epoch {snap['epoch']} ({snap['problem']}/{P} "
@@ -292,9 +426,10 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
         history.stages.append({**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
                                "optimizee_steps": history.optimizee_steps,
                                "wall_time_s": round(time.perf_counter() - t0, 1)})
-        if state_path is not None:
+        if saving:
             snap = snapshot(history.epochs_done + 1, 0)
-            save_state(state_path, snap)
+            if writes:
+                save_state(state_path, snap)
     optimizer.load_state_dict(best[0])
     history.wall_time_s = spent + time.perf_counter() - t0
     return history
@@ -302,17 +437,3 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def display_path(path) -> str:
-    """A path as a reader should see it: relative to the working directory or to the repository when it lies below
-    one of them (so printed outputs hold no machine-local paths)."""
-    from .results import repo_root
-
-    path = Path(path).resolve()
-    for base in (Path.cwd(), repo_root()):
-        try:
-            return str(path.relative_to(base.resolve())) or "."
-        except ValueError:
-            pass
-    return str(path)
