@@ -150,3 +150,50 @@ def test_cli_run_executes_the_notebook_and_reuses_its_training(tmp_path):
     assert state.read_bytes() == before and "finished" in second.stdout
     cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
     assert any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", ["cifar", "art"])
+def test_cli_trains_and_evaluates_every_chapter(name, tmp_path, capsys):
+    from l2l.cli import main
+
+    out = tmp_path / name
+    assert main(["train", name, "--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "lstm.safetensors").exists() and (out / "state" / "lstm.pt").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "lstm.safetensors"), "--profile", "smoke", "--device", "cpu", "--no-progress",
+                 "--n", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "test split" in printed or "/test x" in printed  # its own test split, never the training images
+    assert all(any(line.startswith(n + " ") for line in printed.splitlines()) for n in ("LSTM", "SGD", "NAG"))
+
+
+KILLED_CHAPTER = """
+import sys, torch
+torch.set_num_threads(1)
+from l2l.experiments import mnist
+mnist.train(mnist.settings("smoke"), sys.argv[1], progress=False)
+"""
+
+
+def test_a_sigkilled_chapter_run_resumes_to_the_same_result(uninterrupted, tmp_path):
+    """Killed (SIGKILL) as soon as its second training has saved a state, the MNIST chapter resumes exactly."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_CHAPTER, str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True)
+    second = chapter.state_path(tmp_path, f"search-lr{mnist.settings('smoke').search[1]:.3g}")
+    deadline = time.monotonic() + 180
+    try:
+        while not second.exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the run never reached its second training"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    resumed = mnist.train(mnist.settings("smoke"), tmp_path, progress=False)
+    assert resumed.complete
+    assert_same(outcome(resumed), uninterrupted["mnist"][1])
