@@ -24,14 +24,8 @@ PAGES = ["book/intro", "book/summary", "book/method", "book/use", *CHAPTERS]
 
 # The chapters' committed outputs predate issue 14; they pass once re-executed and re-published through
 # tools/publish_notebook.py with captioned figures (l2l.book.figure) and relative paths. Remove this mark then.
-REPUBLISH = pytest.mark.xfail(strict=False, reason="chapter outputs not yet re-published for issue 14")
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\])/(home|root|tmp|work|Users|mnt|opt|var|srv|scratch|private)/")
 PIPE_TABLE = re.compile(r"\|\s*:?(-{3,}|[\u2013\u2014]+):?\s*\|")  # |---| (or its smart-dash form)
-
-
-def page_params(pages, republish_chapters: bool):
-    return [pytest.param(p, marks=REPUBLISH) if republish_chapters and p.startswith("notebooks/") else p
-            for p in pages]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -103,14 +97,14 @@ def test_no_tracebacks_warnings_or_progress_bars(html, page):
         assert bad not in text, f"{page} shows {bad!r}"
 
 
-@pytest.mark.parametrize("page", page_params(PAGES, republish_chapters=True))
+@pytest.mark.parametrize("page", PAGES)
 def test_no_machine_local_paths(html, page):
     text = article(html, page).get_text("\n")
     found = [line.strip() for line in text.splitlines() if ABSOLUTE_PATH.search(line)]
     assert not found, f"{page} shows a path of the machine it ran on: {found[0][:200]}"
 
 
-@pytest.mark.parametrize("page", page_params(CHAPTERS, republish_chapters=True))
+@pytest.mark.parametrize("page", CHAPTERS)
 def test_every_figure_of_a_chapter_is_numbered_and_captioned(html, page):
     main = article(html, page)
     images = main.select("img")
