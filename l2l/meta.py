@@ -159,6 +159,31 @@ def sample_problem(family, generator, meta_batch: int = 1):
     return MetaBatch([family.sample(generator) for _ in range(meta_batch)])
 
 
+def _fault_check(first, cfg: MetaTrainConfig):
+    """The fault test of one optimizee run, from its start: check(value, peak) is None, or why the unroll whose
+    meta-loss is `value` and whose highest mean loss is `peak` must be abandoned."""
+    initial = first.loss.mean().item()
+    limit = cfg.diverge_factor * abs(initial) if cfg.diverge_factor and initial and math.isfinite(initial) else math.inf
+
+    def check(value: float, peak: float) -> str | None:
+        if not math.isfinite(value):
+            return f"the meta-loss is {value} (the optimizee's loss became non-finite)"
+        if peak > limit:
+            return (f"the optimizee diverged (mean loss {peak:.3g} > diverge_factor {cfg.diverge_factor:g} x its "
+                    f"initial loss {initial:.3g})")
+        return None
+    return check
+
+
+def _unroll_meta_loss(optimizer, problem, traj, cfg: MetaTrainConfig, check):
+    """One unroll with its graph: (meta-loss Σ_t mean f(θ_t), its value, the trajectory, check's fault or None)."""
+    step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True, second_order=cfg.second_order)
+    curve = torch.stack([l.mean() for l in step_losses])
+    meta_loss = curve.sum()
+    value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
+    return meta_loss, value, traj, check(value, peak)
+
+
 def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig, group=None) -> tuple[list[float], str | None]:
     """One optimizee run of cfg.horizon steps, one meta-step per unroll. Returns (meta-losses, fault).
 
@@ -173,21 +198,13 @@ def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig, group=N
         return _train_on_problem_together(optimizer, problem, meta_opt, cfg, group)
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
-    initial = traj.loss.mean().item()
-    limit = cfg.diverge_factor * abs(initial) if cfg.diverge_factor and initial and math.isfinite(initial) else math.inf
+    check = _fault_check(traj, cfg)
     n = cfg.horizon // cfg.unroll
     losses = []
     for k in range(1, n + 1):
-        step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True,
-                                   second_order=cfg.second_order)
-        curve = torch.stack([l.mean() for l in step_losses])
-        meta_loss = curve.sum()
-        value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
-        if not math.isfinite(value):
-            return losses, f"unroll {k}/{n}: the meta-loss is {value} (the optimizee's loss became non-finite)"
-        if peak > limit:
-            return losses, (f"unroll {k}/{n}: the optimizee diverged (mean loss {peak:.3g} > diverge_factor "
-                            f"{cfg.diverge_factor:g} x its initial loss {initial:.3g})")
+        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check)
+        if fault:
+            return losses, f"unroll {k}/{n}: {fault}"
         meta_opt.zero_grad(set_to_none=True)
         meta_loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
@@ -205,22 +222,11 @@ def _train_on_problem_together(optimizer, problem, meta_opt, cfg: MetaTrainConfi
     ranks' fault flags, so all ranks take the same step or skip together."""
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
-    initial = traj.loss.mean().item()
-    limit = cfg.diverge_factor * abs(initial) if cfg.diverge_factor and initial and math.isfinite(initial) else math.inf
+    check = _fault_check(traj, cfg)
     n = cfg.horizon // cfg.unroll
     losses = []
     for k in range(1, n + 1):
-        step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True,
-                                   second_order=cfg.second_order)
-        curve = torch.stack([l.mean() for l in step_losses])
-        meta_loss = curve.sum()
-        value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
-        fault = None
-        if not math.isfinite(value):
-            fault = f"the meta-loss is {value} (the optimizee's loss became non-finite)"
-        elif peak > limit:
-            fault = (f"the optimizee diverged (mean loss {peak:.3g} > diverge_factor {cfg.diverge_factor:g} x its "
-                     f"initial loss {initial:.3g})")
+        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check)
         meta_opt.zero_grad(set_to_none=True)
         if fault is None:
             meta_loss.backward()
