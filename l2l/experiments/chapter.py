@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..checkpoint import save_optimizer
-from ..meta import History, MetaTrainConfig, display_path, meta_train
+from ..meta import History, MetaTrainConfig, meta_train
 
 
 class Budget:
@@ -28,9 +28,6 @@ class Budget:
         if max_minutes is not None and not max_minutes > 0:
             raise ValueError(f"max_minutes must be a positive number of minutes (or None), got {max_minutes!r}")
         self.deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
-
-    def minutes_left(self) -> float | None:
-        return None if self.deadline is None else max((self.deadline - time.perf_counter()) / 60, 0.0)
 
     def spent(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
@@ -162,9 +159,5 @@ def skip_remaining_cells() -> None:
         shell.input_transformers_post.append(lambda lines: ["pass\n"])
 
 
-def with_epochs(cfg: MetaTrainConfig, epochs: int) -> MetaTrainConfig:
-    return replace(cfg, epochs=epochs)
-
-
 __all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "stop_if_paused", "clear_states", "log_uniform", "paused_message", "skip_remaining_cells",
-           "display_path", "with_epochs", "new_lstm", "state_path"]
+           "new_lstm", "state_path"]
