@@ -218,7 +218,12 @@ def test_settings_profiles():
         s = cifar.settings(profile)
         assert s.steps == s.meta.horizon and s.meta.horizon % s.meta.unroll == 0
     paper = cifar.settings("paper")
-    assert (paper.meta.horizon, paper.meta.unroll, paper.batch_size, paper.lr_grid) == (100, 20, 128, l2l.LR_GRID)
-    assert paper.n_test >= 5 and cifar.settings("quick").n_test >= 5
+    assert (paper.meta.horizon, paper.meta.unroll, paper.batch_size) == (100, 20, 128)
+    # the protocol of issue 16: φ by final validation loss over >= 10 networks, >= 6x10^4 steps per LSTM,
+    # >= 5 tuning networks, >= 50 test networks, a grid wide enough that the chosen rates can be interior
+    assert paper.meta.val_metric == "final" and paper.meta.n_val >= 10
+    assert paper.meta.epochs * paper.meta.problems_per_epoch * paper.meta.horizon >= 60_000
+    assert paper.n_tune >= 5 and paper.n_test >= 50 and cifar.settings("quick").n_test >= 5
+    assert min(paper.lr_grid) <= 1e-4 and max(paper.lr_grid) >= 10
     with pytest.raises(ValueError, match="profile"):
         cifar.settings("huge")

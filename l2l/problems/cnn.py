@@ -88,7 +88,9 @@ class CNNProblem(MinibatchClassifier):
         for i in range(len(self.family.channels)):
             x = F.conv2d(x, p[f"conv{i}.weight"], padding=self.family.kernel // 2)
             x = F.batch_norm(x, None, None, p[f"conv{i}.bn.gamma"], p[f"conv{i}.bn.beta"], training=True)
-            x = F.max_pool2d(F.relu(x), 2)
+            # max-pool before ReLU: the same numbers (ReLU is monotone, and the argmax is the same window entry),
+            # and ReLU and its backward then touch a quarter of the elements: ~20% off the step on a CPU
+            x = F.relu(F.max_pool2d(x, 2))
         x = F.linear(x.flatten(1), p["fc.weight"])
         x = F.relu(F.batch_norm(x, None, None, p["fc.bn.gamma"], p["fc.bn.beta"], training=True))
         return F.linear(x, p["out.weight"], p["out.bias"])
