@@ -113,8 +113,10 @@ book.figure("mnist-budget", mnist.plot_budget(trained), book.caption(
 # Each baseline's learning rate is tuned for each horizon on validation networks, by final loss.
 
 # %%
-curves, tuning, accuracy = mnist.compare(lstm, base, s.steps, s, run_seeds)
-curves_long, tuning_long, accuracy_long = mnist.compare(lstm, base, s.long_steps, s, run_seeds)
+kept = chapter.eval_dir(out)  # finished comparisons are kept here: a stopped run does not redo them
+curves, tuning, accuracy = mnist.compare(lstm, base, s.steps, s, run_seeds, cache=kept / "base.pt")
+curves_long, tuning_long, accuracy_long = mnist.compare(lstm, base, s.long_steps, s, run_seeds,
+                                                        cache=kept / "base-long.pt")
 
 # %% tags=["remove-output"]
 fig, axes = l2l.plots.panels(2)
@@ -142,7 +144,8 @@ display(Markdown(f"**{s.steps} steps**\n\n" + to_markdown(mnist.accuracy_table(a
 # The LSTM is not retrained; the baselines are tuned again for each network.
 
 # %%
-variants = {name: mnist.compare(lstm, mnist.family(dev, **arch), s.steps, s, run_seeds)
+variants = {name: mnist.compare(lstm, mnist.family(dev, **arch), s.steps, s, run_seeds,
+                               cache=kept / f"variant-{name.replace(' ', '-')}.pt")
             for name, arch in mnist.VARIANTS.items()}
 display(Markdown(to_markdown([{"network": name, **row} for name, (_, t, a) in variants.items()
                               for row in mnist.accuracy_table(a, t)])))
@@ -171,7 +174,7 @@ book.figure("mnist-variants", fig, book.curves_caption(
 # best of the four tuned baselines on that architecture.
 
 # %%
-cells = mnist.grid(lstm, s, run_seeds, dev)
+cells = mnist.grid(lstm, s, run_seeds, dev, out=out)
 
 # %% tags=["remove-output"]
 book.figure("mnist-grid", l2l.plots.plot_grid(cells, trained_width=mnist.BASE["hidden"][0]), book.caption(

@@ -133,7 +133,9 @@ book.figure("cifar-meta-training", fig, book.meta_training_caption(
 # on CIFAR-10's *training* images of that panel's classes. Then every optimizer trains the same test networks
 # (same initialisations, same minibatches) on minibatches of the 10,000 held-out *test* images, as the
 # official code evaluates: neither meta-training nor tuning ever saw those images. The curves are the minibatch
-# losses of those runs, mean over test networks with 95% confidence bands.
+# losses of those runs, mean over test networks with 95% confidence bands. Each finished panel is kept in the run's
+# `eval/` folder, so a run stopped during the (at the paper profile, hours of) testing redoes only the panels it had
+# not finished; the kept result is used only if φ, the settings and the seeds are unchanged.
 
 # %%
 panels = {
@@ -141,7 +143,7 @@ panels = {
     "CIFAR-5": {cifar.TWO: lstm, cifar.SUB: lstm_sub},
     "CIFAR-2": {cifar.TWO: lstm, cifar.SUB: lstm_sub},
 }
-results = {panel: cifar.compare(learned, panel, s, run_seeds, dev) for panel, learned in panels.items()}
+results = {panel: cifar.compare(learned, panel, s, run_seeds, dev, out=out) for panel, learned in panels.items()}
 curves = {panel: c for panel, (c, _, _) in results.items()}
 
 # %% tags=["remove-output"]

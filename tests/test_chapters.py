@@ -202,3 +202,28 @@ def test_a_sigkilled_chapter_run_resumes_to_the_same_result(uninterrupted, tmp_p
     resumed = mnist.train(mnist.settings("smoke"), tmp_path, progress=False)
     assert resumed.complete
     assert_same(outcome(resumed), uninterrupted["mnist"][1])
+
+
+def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_same(tmp_path, monkeypatch):
+    from l2l.experiments import common
+    s = quadratic.settings("smoke")
+    lstm = quadratic.make_optimizer()
+    fam, run_seeds, cache = quadratic.test_family(s), common.seeds(0), tmp_path / "eval" / "panel.pt"
+    args = dict(n_tune=1, n_test=2, seeds=run_seeds, grid=(1e-2, 1e-1), progress=False, cache=cache)
+    curves, tuning, _ = common.compare(lstm, fam, 5, **args)
+    assert cache.exists()
+    calls = []
+    real = common.tune_baselines
+    monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again, tuning_again, _ = common.compare(lstm, fam, 5, **args)
+    assert calls == [] and tuning_again.rates == tuning.rates and tuning_again.scores == tuning.scores
+    assert all(torch.equal(curves[n], again[n]) for n in curves)
+    # anything the result depends on changes it: the steps, the seeds, φ itself
+    common.compare(lstm, fam, 6, **args)
+    common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
+    with torch.no_grad():
+        next(lstm.parameters()).add_(1e-3)
+    common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
+    assert calls == [1, 1, 1]
+    chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
+    assert not cache.exists()

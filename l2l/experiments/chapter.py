@@ -129,8 +129,15 @@ def train(name: str, make_optimizer, family, cfg: MetaTrainConfig, out: Path, bu
 
 
 def clear_states(out: Path) -> None:
-    """Forget every training state of a chapter run (--fresh / fresh=True): the next run starts over."""
+    """Forget every training state and kept comparison of a chapter run (--fresh / fresh=True): the next run
+    starts over."""
     shutil.rmtree(Path(out) / "state", ignore_errors=True)
+    shutil.rmtree(eval_dir(out), ignore_errors=True)
+
+
+def eval_dir(out: Path) -> Path:
+    """Where a chapter run keeps its finished comparisons (common.compare's cache), one file each."""
+    return Path(out) / "eval"
 
 
 def log_uniform(low: float, high: float, n: int, seed: int) -> tuple[float, ...]:

@@ -119,7 +119,7 @@ def info(s: Settings, fam: CNNFamily, two: bool) -> dict:
             "lstms": "two (conv, fc)" if two else "one shared"}
 
 
-def compare(learned: dict, subset: str, s: Settings, seeds: dict, device="cpu", progress: bool = True):
+def compare(learned: dict, subset: str, s: Settings, seeds: dict, device="cpu", progress: bool = True, out=None):
     """One panel of Figure 7 on the label subset `subset`: baselines tuned on validation problems that train on
     CIFAR-10's training images, then every optimizer on the same test problems, which train on held-out test images.
 
@@ -131,7 +131,8 @@ def compare(learned: dict, subset: str, s: Settings, seeds: dict, device="cpu", 
     metric = (lambda problem, theta: problem.accuracy(theta, max_images=s.n_accuracy)) if s.n_accuracy else None
     return common.compare(learned, test, s.steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds,
                           tune_family=tune_family(s, device, subset), final_metric=metric,
-                          grid=s.lr_grid, progress=progress)
+                          grid=s.lr_grid, progress=progress, cache_key={"n_accuracy": s.n_accuracy},
+                          cache=None if out is None else chapter.eval_dir(out) / f"{subset}.pt")
 
 
 def plot_panel(curves: dict, title: str, ax=None):

@@ -1,14 +1,18 @@
 """What every chapter does the same way: its seeds, its test comparison (`compare`), and the record of its run."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from ..baselines import LR_GRID, Tuning, tune_baselines
 from ..evaluate import run_problems, summarize
+from ..fileio import atomic_write
 from ..meta import VAL_SEED_OFFSET, History
 from ..results import save_curves, save_json, versions
 
@@ -21,23 +25,50 @@ def seeds(seed: int) -> dict[str, int]:
 
 
 def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, tune_family=None,
-            final_metric=None, grid=LR_GRID, progress: bool = True):
+            final_metric=None, grid=LR_GRID, progress: bool = True, cache: Path | None = None,
+            cache_key: dict | None = None):
     """Tune the four baselines on validation problems, then test them and the learned optimizer(s) on shared problems.
 
     learned: one optimizer (named "LSTM") or {name: optimizer}. Each baseline's learning rate is chosen from
     `grid` by mean final loss over `n_tune` validation problems of `tune_family` (default `fam`); then every
     optimizer runs the same `n_test` test problems of `fam` (same initialisations, same minibatches).
     final_metric(problem, θ_T), if given, is recorded for every test run (e.g. held-out accuracy).
+
+    cache: a file that keeps the result, so a paper-scale chapter stopped during its (hours of) testing redoes
+    only the comparisons it had not finished. It is reused only when everything the result depends on is the
+    same: the learned φ, the families, steps, problem counts, seeds, grid and `cache_key` (what the caller's
+    final_metric depends on, for instance). Otherwise it is recomputed and overwritten.
     Returns (curves {name: [n_test, steps + 1]}, tuning, final metrics {name: [n_test]}).
     """
     learned = learned if isinstance(learned, dict) else {"LSTM": learned}
+    key = _fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
+    if cache is not None and Path(cache).exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == key:
+            return saved["curves"], Tuning(saved["rates"], saved["scores"]), saved["finals"]
     tuning = tune_baselines(tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"], grid=grid,
                             progress=False)
     optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
     curves, finals = {}, {}
     for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
         curves[name], finals[name] = run_problems(opt, fam, steps, n_test, seeds["test"], final_metric=final_metric)
+    if cache is not None:
+        saved = {"key": key, "curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
+        atomic_write(Path(cache), lambda tmp: torch.save(saved, tmp))
     return curves, tuning, finals
+
+
+def _fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
+                 cache_key) -> str:
+    """A digest of everything a comparison's result depends on (the learned φ bytes included)."""
+    digest = hashlib.sha256(json.dumps(
+        [repr(fam), repr(tune_family), steps, n_tune, n_test, seeds, [float(g) for g in grid],
+         final_metric is not None, cache_key, sorted(learned)], sort_keys=True, default=str).encode())
+    for name in sorted(learned):
+        for pname, t in sorted(learned[name].state_dict().items()):
+            digest.update(pname.encode())
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def record_run(out_dir: Path, *, chapter: str, notebook: str, settings, seed: int, device: str, started: float,

@@ -5,6 +5,7 @@ Used in: notebooks/02_mnist.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -171,23 +172,27 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     return result
 
 
-def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = True):
+def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = True, cache: Path | None = None):
     """Tune the four baselines on validation problems of `fam`, then test them and the LSTM on shared problems.
 
     Returns (curves {name: [n_test, steps + 1]}, tuning, final test accuracies {name: [n_test]}).
-    (common.compare with this chapter's settings and the test-set accuracy as the final metric.)
+    (common.compare with this chapter's settings and the test-set accuracy as the final metric; cache: where the
+    finished comparison is kept, so a stopped run does not redo it.)
     """
     return common.compare(lstm, fam, steps, n_tune=s.n_tune, n_test=s.n_test, seeds=seeds, grid=s.lr_grid,
-                          final_metric=lambda problem, theta: problem.accuracy(theta), progress=progress)
+                          final_metric=lambda problem, theta: problem.accuracy(theta), progress=progress,
+                          cache=cache, cache_key={"final_metric": "test-set accuracy"})
 
 
-def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True) -> list[dict]:
-    """Figure 6: final loss after `s.steps` for every width × depth, the LSTM against the best tuned baseline."""
+def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True, out: Path | None = None) -> list[dict]:
+    """Figure 6: final loss after `s.steps` for every width × depth, the LSTM against the best tuned baseline.
+    out: the run's directory, where each finished cell's comparison is kept (chapter.eval_dir)."""
     cells = []
     for depth in tqdm(s.depths, desc="depths", disable=not progress):
         for width in s.widths:
             fam = family(device, hidden=(width,) * depth)
-            curves, tuning, _ = compare(lstm, fam, s.steps, s, seeds, progress=False)
+            cache = None if out is None else chapter.eval_dir(out) / f"grid-{width}x{depth}.pt"
+            curves, tuning, _ = compare(lstm, fam, s.steps, s, seeds, progress=False, cache=cache)
             finals = {n: c[:, -1].mean().item() for n, c in curves.items() if n != "LSTM"}
             best = min(finals, key=finals.get)
             cells.append({"width": width, "depth": depth, "lstm": curves["LSTM"][:, -1].mean().item(),
