@@ -6,6 +6,7 @@
     python benchmarks/bench.py --only apply    # applying a trained LSTM against torch.optim.Adam, with the floor
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
     python benchmarks/bench.py --only processes  # 1 process x 2 threads against 2 processes x 1 thread (gloo)
+    python benchmarks/bench.py --only cifar    # where a CIFAR meta-training step and a baseline step go (batch 128)
     python benchmarks/bench.py --device cuda   # the same on a GPU
 
 Every ratio is measured in one run, so machine noise cancels as far as it can, and every implementation starts
@@ -243,9 +244,10 @@ def bench_init(device, seeds):
                                                           for k, v in t.items()})
 
 
-def bench_split(lstm, family, device):
+def bench_split(lstm, family, device, figure="meta_step_split", extra=None):
     """Where one meta-training step goes: the optimizee's forward/backward, the LSTM's forward and the
-    meta-backward through it (the optimizee's graph is not kept: see l2l.unroll.linearized_loss_and_grads)."""
+    meta-backward through it (the optimizee's graph is not kept: see l2l.unroll.linearized_loss_and_grads).
+    extra: more {name: callable} timed in the same rounds (reported in ms)."""
     problem = family.sample(torch.Generator().manual_seed(1))
     theta = {g: t.requires_grad_() for g, t in problem.init().items()}
 
@@ -262,12 +264,54 @@ def bench_split(lstm, family, device):
         new, _ = lstm.step(theta, grads, state)
         sum(t.sum() for t in new.values()).backward()
 
-    t = interleaved_best({"opt": optimizee, "fwd": lstm_forward, "both": lstm_forward_backward}, device, 7)
+    extra = {k: fn(problem, theta) for k, fn in (extra or {}).items()}
+    t = interleaved_best({"opt": optimizee, "fwd": lstm_forward, "both": lstm_forward_backward, **extra}, device, 7)
     t_meta = max(t["both"] - t["fwd"], 0.0)
     total = t["opt"] + t["fwd"] + t_meta
-    emit(figure="meta_step_split", optimizee_fwd_bwd_ms=round(1e3 * t["opt"], 3),
+    emit(figure=figure, optimizee_fwd_bwd_ms=round(1e3 * t["opt"], 3),
          lstm_forward_ms=round(1e3 * t["fwd"], 3), meta_backward_ms=round(1e3 * t_meta, 3),
-         share_lstm=round((t["fwd"] + t_meta) / total, 3))
+         share_lstm=round((t["fwd"] + t_meta) / total, 3), **{f"{k}_ms": round(1e3 * t[k], 3) for k in extra})
+
+
+def relu_then_pool(problem, theta, images):
+    """The CIFAR CNN's forward as it was before the change to max-pool-then-ReLU (same numbers): the "before"."""
+    p, fam = problem.unflatten(theta), problem.family
+    scale, shift = fam.normalisation(images.device)
+    x = (images.float() * scale + shift).contiguous(memory_format=torch.channels_last)
+    for i in range(len(fam.channels)):
+        x = F.conv2d(x, p[f"conv{i}.weight"], padding=fam.kernel // 2)
+        x = F.batch_norm(x, None, None, p[f"conv{i}.bn.gamma"], p[f"conv{i}.bn.beta"], training=True)
+        x = F.max_pool2d(F.relu(x), 2)
+    x = F.relu(F.batch_norm(F.linear(x.flatten(1), p["fc.weight"]), None, None, p["fc.bn.gamma"],
+                            p["fc.bn.beta"], training=True))
+    return F.linear(x, p["out.weight"], p["out.bias"])
+
+
+def bench_cifar(device):
+    """Chapter 3's costs at the paper's batch of 128: the split of a meta-training step (two LSTMs), the
+    optimizee's forward/backward before the max-pool/ReLU reordering, an Adam baseline step, and whole
+    meta-training runs of 100 steps (optimizee steps per second)."""
+    from l2l.experiments import cifar
+    family = cifar.family(device, batch_size=BATCH)
+    lstm = cifar.make_optimizer(device)
+    images, labels = family.data("train")
+    batch = torch.randint(0, labels.numel(), (BATCH,), generator=torch.Generator().manual_seed(0)).to(device)
+
+    def before(problem, theta):
+        return lambda: torch.autograd.grad(F.cross_entropy(relu_then_pool(problem, theta, images[batch]),
+                                                           labels[batch]), list(theta.values()))
+
+    def adam_step(problem, theta):
+        opt = torch.optim.Adam(list(theta.values()), 1e-3)
+        return lambda: (opt.zero_grad(), problem.loss(theta).sum().backward(), opt.step())
+
+    bench_split(lstm, family, device, "cifar_step_split",
+                {"optimizee_fwd_bwd_relu_then_pool": before, "adam_step": adam_step})
+    cfg = MetaTrainConfig(horizon=HORIZON, unroll=UNROLL)
+    run = from_start(lstm, lambda m, o: train_on_problem(
+        m, sample_problem(family, torch.Generator().manual_seed(0), 1), o, cfg))
+    t = interleaved_best({"meta": run}, device, 2)["meta"]
+    emit(figure="cifar_meta_training_steps_per_s", steps_per_s=round(HORIZON / t, 2), device=str(device))
 
 
 def measure_bandwidth_and_flops(device):
@@ -438,7 +482,7 @@ def bench_processes(repeats, runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling", "processes"],
+    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling", "processes", "cifar"],
                         help="run one group of figures")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
     parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
@@ -461,6 +505,8 @@ def main(argv=None):
         bench_scaling(device, sizes)
     if args.only in (None, "processes") and device.type == "cpu":
         bench_processes(args.repeats, args.process_runs)
+    if args.only in (None, "cifar"):
+        bench_cifar(device)
 
 
 if __name__ == "__main__":
