@@ -116,7 +116,7 @@ sub_family = cifar.base_family(s, dev, subset="CIFAR-5 complement")
 histories = {cifar.TWO: history, cifar.ONE: history_one, f"{cifar.SUB} (classes {', '.join(sub_family.class_names)})":
              history_sub}
 for name, h in histories.items():
-    print(f"{name}: best validation meta-loss {h.best_val:.4g} at epoch {h.best_epoch} "
+    print(f"{name}: best validation {s.meta.val_metric} loss {h.best_val:.4g} at epoch {h.best_epoch} "
           f"(untrained {h.val_loss[0]:.4g}); {h.optimizee_steps:,} optimizee steps, {h.wall_time_s / 60:.1f} min")
 
 # %% tags=["remove-output"]
@@ -125,7 +125,7 @@ for ax, (name, h) in zip(axes, histories.items()):
     l2l.plots.plot_meta_training(h, ax=ax)
     ax.set_title(name, fontsize=9)
 book.figure("cifar-meta-training", fig, book.meta_training_caption(
-    "CIFAR-10: the two-LSTM optimizer, the one shared LSTM and LSTM-sub", history, s.profile))
+    "CIFAR-10: the two-LSTM optimizer, the one shared LSTM and LSTM-sub", history, s.profile, s.meta.val_metric))
 
 # %% [markdown]
 # ```{glue:figure} cifar-meta-training

@@ -95,12 +95,12 @@ chapter.stop_if_paused(trained)
 
 # %%
 lstm, history = trained["lstm"].optimizer, trained["lstm"].history
-print(f"best validation meta-loss {history.best_val:.4g} at epoch {history.best_epoch} "
+print(f"best validation {s.meta.val_metric} loss {history.best_val:.4g} at epoch {history.best_epoch} "
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s / 60:.1f} min")
 
 # %% tags=["remove-output"]
 book.figure("art-meta-training", l2l.plots.plot_meta_training(history),
-            book.meta_training_caption("Neural art, training style", history, s.profile))
+            book.meta_training_caption("Neural art, training style", history, s.profile, s.meta.val_metric))
 
 # %% [markdown]
 # ```{glue:figure} art-meta-training
