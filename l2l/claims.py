@@ -88,6 +88,25 @@ def beats_best_everywhere(cells: list[dict]) -> dict:
             "rows": rows, "closest": worst["baseline"], "won": won, "of": len(rows)}
 
 
+def across_seeds(test, curves: dict, seed_curves: dict, learned: str = "LSTM", **kw) -> dict:
+    """test(curves, learned, **kw) for the main optimizer, repeated with `learned`'s curves replaced by those of each
+    other meta-training seed (seed_curves: {seed: that seed's curves on the same test problems}). The other seeds'
+    outcomes go under "other_seeds" ({seed: holds, significant, advantage against the strongest baseline}); a claim
+    is reproduced only if they agree with the main optimizer in sign (`verdict`)."""
+    result = test(curves, learned, **kw)
+    others = {}
+    for seed, c in seed_curves.items():
+        r = test({**curves, learned: c}, learned, **kw)
+        others[str(seed)] = {"holds": r["holds"], "significant": r["significant"],
+                             "advantage": best_row(r)["advantage"]}
+    return {**result, "other_seeds": others}
+
+
+def seeds_disagree(result: dict) -> list[str]:
+    """The other meta-training seeds (`across_seeds`) whose outcome differs from the main optimizer's."""
+    return [seed for seed, o in (result.get("other_seeds") or {}).items() if o["holds"] != result["holds"]]
+
+
 def verdict_text(claim: str, result: dict) -> str:
     """One line for a claims table, built from the run's numbers."""
     if result.get("negative"):
@@ -101,6 +120,8 @@ def verdict_text(claim: str, result: dict) -> str:
     else:
         losers = [r["baseline"] for r in result["rows"] if not r["better"]]
         how = f"not reproduced: {', '.join(losers)} did as well or better"
+    if seeds_disagree(result):
+        how += f"; meta-training seed(s) {', '.join(seeds_disagree(result))} disagree"
     return f"{claim}: {how}"
 
 
@@ -116,7 +137,9 @@ def verdict(result: dict, profile: str = "paper") -> str:
     a claim that the LSTM wins is reproduced when it is significantly better than every baseline, not reproduced
     when some baseline is significantly better than it, and not significant in between. A negative claim ("the
     LSTM fails") is reproduced when some baseline is significantly better, not reproduced when the LSTM is
-    significantly better than all of them, and not significant in between.
+    significantly better than all of them, and not significant in between. Where the run judged other
+    meta-training seeds (`across_seeds`), a claim is reproduced only if it holds for every one of them too; if
+    some disagree in sign, the verdict is "not significant".
     """
     if profile != "paper":
         return NOT_AT_SCALE
@@ -125,6 +148,8 @@ def verdict(result: dict, profile: str = "paper") -> str:
     lstm_better = all(r["better"] and r["significant"] for r in rows)
     if result.get("negative"):
         lstm_worse, lstm_better = lstm_better, lstm_worse
+    if lstm_better and seeds_disagree(result):
+        return NOT_SIGNIFICANT
     return REPRODUCED if lstm_better else NOT_REPRODUCED if lstm_worse else NOT_SIGNIFICANT
 
 

@@ -123,19 +123,24 @@ def _tidy(fig) -> None:
 
 
 def plot_grid(cells: list[dict], trained_width: int | None = None):
-    """Figure 6: final loss against width, one panel per depth (two per row); LSTM solid, best tuned baseline
-    dashed."""
+    """Figure 6: final loss against width, one panel per depth (two per row); LSTM solid, each tuned baseline
+    dashed (cells from `mnist.grid`; older cells without "finals" show the best baseline, named)."""
     depths = sorted({c["depth"] for c in cells})
     fig, axes = panels(len(depths), sharey=True)
     for ax, depth in zip(axes, depths):
         row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["width"])
         widths = [c["width"] for c in row]
         ax.plot(widths, [c["lstm"] for c in row], marker="o", label="LSTM", **style_for("LSTM"))
-        ax.plot(widths, [c["baseline"] for c in row], marker="s", color="grey", linestyle="--",
-                label="best tuned baseline")
-        for c in row:
-            ax.annotate(c["best_baseline"], (c["width"], c["baseline"]), fontsize=7, textcoords="offset points",
-                        xytext=(0, 5), ha="center")
+        if all("finals" in c for c in row):
+            for name in (n for n in row[0]["finals"] if n != "LSTM"):
+                ax.plot(widths, [c["finals"][name] for c in row], marker="s", markersize=3, label=name,
+                        **style_for(name))
+        else:
+            ax.plot(widths, [c["baseline"] for c in row], marker="s", color="grey", linestyle="--",
+                    label="best tuned baseline")
+            for c in row:
+                ax.annotate(c["best_baseline"], (c["width"], c["baseline"]), fontsize=7, textcoords="offset points",
+                            xytext=(0, 5), ha="center")
         if trained_width is not None and depth == 1:
             ax.axvline(trained_width, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log", base=2)

@@ -55,3 +55,27 @@ def test_verdicts_positive_negative_and_sweep():
     cells = [{"paired": paired(curves, "LSTM", b, "final"), "width": 20, "depth": 1} for b in ("Adam", "SGD")]
     sweep = beats_best_everywhere(cells)
     assert (sweep["won"], sweep["of"], sweep["holds"]) == (1, 2, False)
+
+
+def test_a_claim_is_reproduced_only_if_the_other_meta_training_seeds_agree():
+    from l2l.claims import NOT_SIGNIFICANT, REPRODUCED, across_seeds, verdict
+    base = {"LSTM": [1.0, 1.1, 0.9, 1.0], "Adam": [2.0, 2.1, 1.9, 2.0], "NAG": [3.0, 3.0, 3.1, 2.9]}
+    curves = curves_with_finals(base)
+    agree = curves_with_finals({"LSTM": [1.5, 1.4, 1.6, 1.5]})["LSTM"]
+    disagree = curves_with_finals({"LSTM": [2.5, 2.4, 2.6, 2.5]})["LSTM"]  # worse than Adam
+    both = across_seeds(beats_all, curves, {"1": agree, "2": agree}, metric="final")
+    assert both["other_seeds"]["1"]["holds"] and verdict(both) == REPRODUCED
+    mixed = across_seeds(beats_all, curves, {"1": agree, "2": disagree}, metric="final")
+    assert not mixed["other_seeds"]["2"]["holds"] and mixed["other_seeds"]["2"]["advantage"] < 0
+    assert mixed["holds"] and verdict(mixed) == NOT_SIGNIFICANT
+    assert "seed(s) 2 disagree" in verdict_text("claim", mixed)
+    # the main optimizer's own result is unchanged by the seeds
+    assert mixed["rows"] == beats_all(curves, metric="final")["rows"]
+    # a negative claim: the other seeds agree when they fail too
+    relu = across_seeds(does_not_beat, curves_with_finals({**base, "LSTM": [4.0, 4.1, 3.9, 4.0]}),
+                        {"1": disagree}, metric="final")
+    assert relu["holds"] and relu["other_seeds"]["1"]["holds"] and verdict(relu) == REPRODUCED
+    # seeds that fail where the main optimizer fails too agree with it
+    lost = across_seeds(beats_all, curves_with_finals({**base, "LSTM": [2.5, 2.4, 2.6, 2.5]}), {"1": disagree},
+                        metric="final")
+    assert "disagree" not in verdict_text("claim", lost)

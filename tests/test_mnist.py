@@ -163,3 +163,19 @@ def test_short_meta_training_beats_untrained_lstm(one_thread):
     assert history.skipped_unrolls == 0
     assert after < 0.9 * before, (before, after, history.val_loss)
     assert after < 20 * math.log(10) - 2, (before, after, history.val_loss)
+
+
+def test_figure_6_cells_compare_every_baseline_and_judge_every_seed(one_thread):
+    from l2l.experiments import common, mnist
+    s = mnist.settings("smoke")
+    s = type(s)(**{**s.__dict__, "widths": (10,), "depths": (1,), "n_test": 3})
+    lstm, other = mnist.make_optimizer(), mnist.make_optimizer()
+    cells = mnist.grid(lstm, s, common.seeds(0), progress=False, others={"7": other})
+    (cell,) = cells
+    assert set(cell["finals"]) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}
+    assert cell["baseline"] == min(v for n, v in cell["finals"].items() if n != "LSTM")
+    assert set(cell["paired_seeds"]) == {"7"} and cell["paired_seeds"]["7"]["baseline"] == cell["best_baseline"]
+    claim = mnist.grid_claim(cells)
+    assert set(claim["other_seeds"]) == {"7"} and claim["of"] == 1
+    fig = l2l.plots.plot_grid(cells, trained_width=20)
+    assert {line.get_label() for line in fig.axes[0].lines} >= {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}

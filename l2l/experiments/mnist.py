@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..claims import beats_all, paired
+from .. import paper
+from ..claims import across_seeds, beats_best_everywhere, best_row, paired
 from ..evaluate import run_problems
 from ..meta import MetaTrainConfig, check_seed
 from ..optimizer import LSTMConfig, LSTMOptimizer
@@ -184,21 +185,51 @@ def compare(lstm, fam, steps: int, s: Settings, seeds: dict, progress: bool = Tr
                           cache=cache, cache_key={"final_metric": "test-set accuracy"})
 
 
-def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True, out: Path | None = None) -> list[dict]:
-    """Figure 6: final loss after `s.steps` for every width × depth, the LSTM against the best tuned baseline.
-    out: the run's directory, where each finished cell's comparison is kept (chapter.eval_dir)."""
+def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True, out: Path | None = None,
+         others: dict | None = None) -> list[dict]:
+    """Figure 6: final loss after `s.steps` for every width × depth, the LSTM against each tuned baseline.
+    out: the run's directory, where each finished cell's comparison is kept (chapter.eval_dir). others: the other
+    meta-training seeds' optimizers ({seed: optimizer}), each run on the same test networks of every cell and
+    compared with that cell's best baseline ("paired_seeds")."""
     cells = []
     for depth in tqdm(s.depths, desc="depths", disable=not progress):
         for width in s.widths:
             fam = family(device, hidden=(width,) * depth)
             cache = None if out is None else chapter.eval_dir(out) / f"grid-{width}x{depth}.pt"
             curves, tuning, _ = compare(lstm, fam, s.steps, s, seeds, progress=False, cache=cache)
-            finals = {n: c[:, -1].mean().item() for n, c in curves.items() if n != "LSTM"}
-            best = min(finals, key=finals.get)
-            cells.append({"width": width, "depth": depth, "lstm": curves["LSTM"][:, -1].mean().item(),
-                          "best_baseline": best, "baseline": finals[best], "rate": tuning.rates[best],
-                          "paired": paired(curves, "LSTM", best, "final")})
+            finals = {n: c[:, -1].mean().item() for n, c in curves.items()}
+            best = min((n for n in finals if n != "LSTM"), key=finals.get)
+            seeds_paired = {seed: paired({**curves, "LSTM": run_problems(opt, fam, s.steps, s.n_test, seeds["test"])[0]},
+                                         "LSTM", best, "final") for seed, opt in (others or {}).items()}
+            cells.append({"width": width, "depth": depth, "lstm": finals["LSTM"], "finals": finals,
+                          "rates": tuning.rates, "best_baseline": best, "baseline": finals[best],
+                          "rate": tuning.rates[best], "paired": paired(curves, "LSTM", best, "final"),
+                          "paired_seeds": seeds_paired})
     return cells
+
+
+def grid_claim(cells: list[dict]) -> dict:
+    """Figure 6's claim (the LSTM beats the best tuned baseline of every cell), with the other meta-training seeds'
+    outcomes under "other_seeds" as `claims.across_seeds` gives them."""
+    result = beats_best_everywhere(cells)
+    seeds = sorted({seed for c in cells for seed in c.get("paired_seeds", {})})
+    others = {}
+    for seed in seeds:
+        r = beats_best_everywhere([{**c, "paired": c["paired_seeds"][seed]} for c in cells])
+        others[str(seed)] = {"holds": r["holds"], "significant": r["significant"], "advantage": best_row(r)["advantage"]}
+    return {**result, "other_seeds": others}
+
+
+def other_seeds(training: Training) -> dict:
+    """{seed: optimizer} of the meta-trainings from the other seeds (`s.meta_seeds`)."""
+    return {str(t.cfg.seed): t.optimizer for t in training.seeds}
+
+
+def seed_curves(training: Training, fam, steps: int, s: Settings, seeds: dict) -> dict:
+    """{seed: curves} of each other meta-training seed's optimizer on the test networks of `fam` (the same
+    networks and minibatches as every comparison of `fam` over `steps`)."""
+    return {seed: run_problems(opt, fam, steps, s.n_test, seeds["test"])[0]
+            for seed, opt in other_seeds(training).items()}
 
 
 def accuracy_table(accuracy: dict, tuning) -> list[dict]:
@@ -242,15 +273,27 @@ def plot_budget(training: Training):
     return fig
 
 
-def seed_claims(training: Training, curves: dict, s: Settings, seeds: dict, device="cpu") -> dict:
-    """The base-network claims (100 steps, final and summed loss) for every meta-training seed: each seed's
-    optimizer on the same test networks and minibatches as `curves`, against the same tuned baselines."""
-    baselines = {n: c for n, c in curves.items() if n != "LSTM"}
-    out = {}
-    for t in [training.main, *training.seeds]:
-        lstm_curves = curves["LSTM"] if t is training.main else run_problems(
-            t.optimizer, test_family(s, device), s.steps, s.n_test, seeds["test"])[0]
-        both = {"LSTM": lstm_curves, **baselines}
-        out[str(t.cfg.seed)] = {"optimizee_steps": t.history.optimizee_steps, **{
-            metric: {k: v for k, v in beats_all(both, metric=metric).items()} for metric in ("final", "summed")}}
-    return out
+def judge(comparisons: dict, training: Training, s: Settings, seeds: dict) -> list[dict]:
+    """Each claim of `comparisons` ({claim id: (test, curves, the test networks' family, steps)}, test from
+    l2l.claims) on the final and the summed loss, for the main optimizer and, on the same test networks, each
+    other meta-training seed (`claims.across_seeds`); as `paper.record` entries for run.json."""
+    entries = []
+    for claim, (test, curves, fam, steps) in comparisons.items():
+        others = seed_curves(training, fam, steps, s, seeds)
+        entries += [paper.record(claim, across_seeds(test, curves, others, metric=metric))
+                    for metric in ("final", "summed")]
+    return entries
+
+
+def seeds_table(claims: list[dict], training: Training) -> list[dict]:
+    """One row per claim: does it hold for the main optimizer and for each other meta-training seed (budget in the
+    column title)?"""
+    budgets = {str(t.cfg.seed): t.history.optimizee_steps for t in training.seeds}
+    main = f"seed {training.main.cfg.seed} ({training.main.history.optimizee_steps:,} steps)"
+    rows = []
+    for c in claims:
+        row = {"claim": c["claim"], main: "holds" if c["holds"] else "does not hold"}
+        for seed, o in (c.get("other_seeds") or {}).items():
+            row[f"seed {seed} ({budgets.get(seed, 0):,} steps)"] = "holds" if o["holds"] else "does not hold"
+        rows.append(row)
+    return rows

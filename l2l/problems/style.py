@@ -149,10 +149,37 @@ def gram(features: Tensor) -> Tensor:
     return flat @ flat.transpose(1, 2) / (h * w)
 
 
-def _relative(x: Tensor, target: Tensor) -> Tensor:
-    """‖x − target‖² / ‖target‖² per batch row."""
-    dims = tuple(range(1, x.dim()))
-    return (x - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(1e-12)
+def squared_norm(target: Tensor) -> Tensor:
+    """‖target‖² per batch row (clamped away from 0): the denominator of a relative term, computed once per target."""
+    return target.pow(2).sum(tuple(range(1, target.dim()))).clamp_min(1e-12)
+
+
+class _GramResidual(torch.autograd.Function):
+    """gram(features) − target for flat features [B, C, n] and a target [1, C, C], as one baddbmm.
+
+    The backward is one bmm, (dD + dDᵀ) F / n, where autograd's backward of F Fᵀ takes two (one per operand);
+    it is written in differentiable operations on the saved input, so second-order meta-gradients still work."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, target: Tensor) -> Tensor:
+        ctx.save_for_backward(flat)
+        return torch.baddbmm(target.expand(flat.shape[0], -1, -1), flat, flat.transpose(1, 2), beta=-1,
+                             alpha=1.0 / flat.shape[2])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat) / flat.shape[2], None
+
+
+def style_term(features: Tensor, target_gram: Tensor, target_norm: Tensor) -> Tensor:
+    """‖gram(features) − target_gram‖² / target_norm per image, target_norm = squared_norm(target_gram) computed
+    once per style. The same numbers, to fp32 rounding, as the plain autograd expression that computed it before
+    issue 17 (kept as `style_loss_before` in benchmarks/bench.py; tests/test_art.py compares them); with 8 photos
+    at 64 px the loss arithmetic around the VGG-19 convolutions took ~20% of a step that way (benchmarks/RESULTS.md)."""
+    b, c, h, w = features.shape
+    residual = _GramResidual.apply(features.reshape(b, c, h * w), target_gram)
+    return residual.pow(2).sum((1, 2)) / target_norm
 
 
 def total_variation(images: Tensor) -> Tensor:
@@ -169,6 +196,7 @@ class StyleProblem:
         self.family, self.content, self.theta0 = family, content, theta0  # content: float [k, 3, S, S]
         with torch.no_grad():
             self.content_target = family.features(content)[CONTENT_LAYERS[0]]
+            self.content_norm = squared_norm(self.content_target)
 
     @property
     def n_instances(self) -> int:
@@ -185,11 +213,12 @@ class StyleProblem:
     def terms(self, theta) -> dict[str, Tensor]:
         """The unweighted content, style and TV terms per image."""
         x = self.images(theta)
-        feats = self.family.features(x)
-        style = torch.stack([_relative(gram(feats[l]), self.family.style_grams[l].expand(x.shape[0], -1, -1))
+        feats, fam = self.family.features(x), self.family
+        # the targets' norms are computed once (family, problem); see style_term for the Gram matrices
+        style = torch.stack([style_term(feats[l], fam.style_grams[l], fam.style_norms[l])
                              for l in STYLE_LAYERS]).mean(0)
-        return {"content": _relative(feats[CONTENT_LAYERS[0]], self.content_target), "style": style,
-                "tv": total_variation(x)}
+        content = (feats[CONTENT_LAYERS[0]] - self.content_target).pow(2).sum((1, 2, 3)) / self.content_norm
+        return {"content": content, "style": style, "tv": total_variation(x)}
 
     def loss(self, theta: dict[str, Tensor]) -> Tensor:
         w, t = self.family.weights, self.terms(theta)
@@ -234,6 +263,7 @@ class StyleFamily:
         with torch.no_grad():
             feats = self.features(self.style_image[None])
             self.style_grams = {l: gram(feats[l]) for l in STYLE_LAYERS}
+            self.style_norms = {l: squared_norm(g) for l, g in self.style_grams.items()}
 
     def __len__(self) -> int:
         return self._content.shape[0]
