@@ -31,6 +31,20 @@
 #
 # Optimizees train on MNIST's training images; every network's final accuracy is also measured on the
 # 10,000 held-out test images, a column the paper does not report.
+#
+# **Scale, budget and protocol.** The paper profile follows the paper where it says how, and the official code
+# (google-deepmind/learning-to-learn) where it does not. The main optimizer is meta-trained for 10⁶ optimizee steps,
+# the official code's default (10,000 epochs of one 100-step run; the paper gives no budget). Its meta learning
+# rate comes from a random search, as in the paper: 4 rates drawn log-uniformly from [10⁻⁴, 10⁻²], each
+# meta-trained for 10⁵ steps from the same φ₀. φ is chosen by the *final* validation loss, as in the paper: the
+# mean over 20 validation networks, each scored on a fixed evaluation batch of 2,048 training images, every 10⁴
+# steps. Two more meta-training seeds, with the chosen settings, run for 2×10⁵ steps each. The baselines are
+# tuned on 10 networks by the same final loss, over 10⁻⁴ … 10 in half-decades, and every comparison uses 100
+# test networks. The paper does not say how many validation or test networks it used, nor how wide its search
+# was. The official code (`train.py`) does no search. It keeps the φ with the lowest loss summed over the last
+# unroll (steps 81–100, on minibatches) of 20 evaluation runs, checked every 10⁵ steps. The whole
+# profile is about 10 CPU-hours, run in stages of under 3 hours (the stages are listed below, read from the
+# run). The quick and smoke profiles only check the pipeline and decide nothing.
 
 # %% tags=["parameters"]
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
