@@ -128,6 +128,14 @@ def build_parser() -> Parser:
         "number of test problems (default: the profile's; a quadratic problem holds a batch of functions)"))
     ev.add_argument("--out", default=None, help="also write the results as JSON to this file")
 
+    st = commands.add_parser("status", help="how far a chapter's resumable run has got", description=(
+        "Show the saved training states of a chapter run (epochs done of planned, optimizee steps, best "
+        "validation score, stages, wall time) and the comparisons it has finished and kept; reads files only."))
+    st.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar or art")
+    st.add_argument("--profile", default=None, help="paper, quick or smoke; default $L2L_PROFILE, else paper")
+    st.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
+    st.set_defaults(no_progress=True)
+
     lst = commands.add_parser("list", help="list the trained optimizers shipped with l2l", description=(
         "List the trained optimizers shipped with l2l, with the task and profile each was trained on and its "
         "validation meta-loss (summed loss over the horizon, mean over validation problems)."))
@@ -256,6 +264,35 @@ def test_description(family) -> str:
     return f"{type(family).__name__} {name}" if name else f"fresh {type(family).__name__} problems"
 
 
+def cmd_status(args) -> None:
+    from .experiments.chapter import eval_dir
+    from .meta import display_path
+    from .profiles import resolve_profile
+    from .results import results_dir
+    from .training_state import load_state
+
+    module = chapter(args.task)
+    profile = resolve_profile(args.profile)
+    out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, profile)
+    states = sorted((out / "state").glob("*.pt"))
+    if not states:
+        print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
+        return
+    rows = []
+    for path in states:
+        state = load_state(path)
+        h, cfg = state["history"], state["config"]
+        best = h["val_loss"][h["val_epochs"].index(h["best_epoch"])] if h.get("val_epochs") else float("nan")
+        rows.append({"training": path.stem, "epochs": f"{h['epochs_done']} of {cfg['epochs']}",
+                     "optimizee steps": f"{h['optimizee_steps']:,}",
+                     "best validation loss": f"{best:.4g} ({cfg.get('val_metric', 'summed')}, epoch {h['best_epoch']})",
+                     "stages": len(h.get("stages", [])), "hours": f"{h['wall_time_s'] / 3600:.2f}"})
+    print(f"{args.task}, profile {profile}, in {args.out or display_path(out)}")
+    print(table(rows))
+    kept = sorted(eval_dir(out).glob("*.pt"))
+    print(f"finished comparisons kept: {', '.join(p.stem for p in kept) if kept else 'none'}")
+
+
 def cmd_list(args) -> None:
     from . import trained
 
@@ -282,7 +319,7 @@ def cmd_list(args) -> None:
           "score the optimizer was chosen by: summed over the training horizon, or final (at its last step)")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "status": cmd_status, "list": cmd_list}
 
 
 def one_line(error: BaseException) -> str:

@@ -76,8 +76,19 @@ def test_train_max_minutes_pauses_and_the_same_command_continues(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "paused at lstm: epoch 0 of 2; run the same command again to continue" in printed
     assert not (tmp_path / "lstm.safetensors").exists()  # no checkpoint from a half-trained optimizer
+    assert main(["status", "quadratic", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert "lstm      0 of 2" in capsys.readouterr().out  # the paused run, as status sees it
     assert main(argv[:-2]) == 0
     assert (tmp_path / "lstm.safetensors").exists()
+    capsys.readouterr()
+    assert main(["status", "quadratic", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "lstm      2 of 2" in printed and "finished comparisons kept: none" in printed
+
+
+def test_status_of_a_run_not_started(tmp_path, capsys):
+    assert main(["status", "cifar", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert "nothing started" in capsys.readouterr().out
 
 
 def test_evaluate_the_trained_checkpoint_at_smoke(trained, tmp_path, capsys):
@@ -137,7 +148,7 @@ def test_python_dash_m_exits_2_with_one_line_and_no_traceback():
 def test_help_explains_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"train", "evaluate", "run", "list"}
+    assert set(subparsers.choices) == {"train", "evaluate", "run", "status", "list"}
     for name, sub in subparsers.choices.items():
         assert sub.description, name
         for action in sub._actions:
