@@ -252,6 +252,9 @@ def test_curriculum_runs_its_stages(tmp_path):
     histories = meta_train_curriculum(RNNpropOptimizer(), mixture, cfg, short, state_dir=tmp_path, progress=False)
     assert [h.optimizee_steps for h in histories] == [2, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage0.pt", "stage1.pt"]
+    opt = RNNpropOptimizer()  # calling again loads the finished stages instead of repeating them
+    again = meta_train_curriculum(opt, mixture, cfg, short, state_dir=tmp_path, progress=False)
+    assert [h.val_loss for h in again] == [h.val_loss for h in histories]
 
 
 def test_log_ratio_meta_loss():
@@ -290,3 +293,17 @@ def test_torch_optimizer_is_the_functional_step_with_the_scheduled_lr():
     again = l2l.general.RNNpropTorchOptimizer([w, b], rnnprop)
     again.load_state_dict(saved)
     assert torch.equal(again.state[b]["h"], opt.state[b]["h"]) and again.param_groups[0]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("name", list(l2l.general.ABLATIONS))
+def test_every_ablation_builds_and_steps(name, monkeypatch):
+    monkeypatch.setenv("L2L_FUSED", "0")  # the paper's LSTM unfused: no torch.compile warm-up in a unit test
+    recipe = l2l.general.ABLATIONS[name]
+    optimizer, train, val = l2l.general.build(recipe, batch_size=8)
+    assert val.param_scale == 0 and train.param_scale == recipe.param_scale
+    assert recipe.curriculum().stages[-1][0] == recipe.final_horizon
+    for t in train.tasks:
+        synthetic(train.family(t.name))
+    problem = train.sample(torch.Generator().manual_seed(0))
+    losses, _ = unroll(optimizer, problem, start(optimizer, problem), 2, track_graph=False)
+    assert torch.isfinite(torch.stack(losses)).all()

@@ -129,7 +129,7 @@ class RNNpropOptimizer(nn.Module):
         return state
 
     def step(self, theta: dict[str, Tensor], grads: dict[str, Tensor], state: dict, lr: float = 1.0):
-        """θ_{t+1} = θ_t − lr · α · tanh(out); returns (new θ, new state). lr scales the step and nothing else."""
+        """θ_{t+1} = θ_t − lr · α · tanh(out); returns (new θ, new state). lr scales the step, nothing else."""
         cfg = self.config
         new_theta, new_state = {}, {}
         for g, t in theta.items():  # one entry per parameter group, never per tensor

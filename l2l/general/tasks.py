@@ -96,7 +96,7 @@ class SmallNetProblem(MinibatchClassifier):
 
 @dataclass
 class SmallNetFamily:
-    """[conv 3×3 (channels) → batch norm? → act → max-pool 2×2]* → FC (hidden)* → linear to 10, on MNIST or CIFAR-10.
+    """[conv 3×3 → batch norm? → act → max-pool 2×2]* → FC (hidden)* → linear to 10, on MNIST or CIFAR-10.
 
     channels=() gives an MLP on the raw pixels. Dropout (rate `dropout`) before every FC layer, in training only.
     Inputs: uint8 ÷ 255 on MNIST (as l2l.problems.mlp), per-channel standardised on CIFAR-10 (as l2l.problems.cnn).
@@ -132,7 +132,8 @@ class SmallNetFamily:
         for i, c in enumerate(self.channels):
             specs.append(Spec(f"conv{i}.weight", (c, c_in, 3, 3), "net", "weight", c_in * 9))
             if self.batch_norm:
-                specs += [Spec(f"conv{i}.bn.gamma", (c,), "net", "gamma"), Spec(f"conv{i}.bn.beta", (c,), "net", "beta")]
+                specs += [Spec(f"conv{i}.bn.gamma", (c,), "net", "gamma"),
+                          Spec(f"conv{i}.bn.beta", (c,), "net", "beta")]
             else:
                 specs.append(Spec(f"conv{i}.bias", (c,), "net", "bias", c_in * 9))
             c_in, side = c, side // 2

@@ -1,0 +1,72 @@
+"""The second recipe as data, and its ablations: each variant switches off one technique of the full recipe.
+
+    recipe = ABLATIONS["full"]
+    optimizer, train, val = build(recipe)
+    histories = meta_train_curriculum(optimizer, train, replace(cfg, unroll=recipe.unroll), recipe.curriculum(),
+                                      val_family=val)
+
+The ablation table (issue 19, stage 1's deliverable, to be filled by real runs) scores every variant's best φ on
+the held-out VALIDATION_TASKS; what a row loses against "full" is what that technique buys.
+
+Used in: the second meta-training recipe (l2l.general, issue 19).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..optimizer import LSTMConfig, LSTMOptimizer
+from .curriculum import HorizonCurriculum
+from .optimizer import RNNpropConfig, RNNpropOptimizer
+from .tasks import TRAIN_TASKS, TaskMixture, validation_mixture
+
+INPUTS = ("rnnprop", "paper")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every switch of the second recipe; the defaults are the full recipe."""
+
+    inputs: str = "rnnprop"  # "paper": the paper's log/sign preprocessing and ×0.1 output (l2l.LSTMOptimizer)
+    beta1: tuple[float, ...] = (0.5, 0.9, 0.99)  # momentum timescales (RNNprop itself: (0.95,))
+    beta2: float = 0.95
+    param_scale: float = 3.0  # random scaling range r (0: off)
+    objective_scale: float = 0.0  # r_f (0: off; RNNprop's inputs make it a meta-loss reweighting only)
+    mixture: bool = True  # False: only the paper's MNIST base network (784-20-10 sigmoid)
+    unroll: int = 20
+    start_horizon: int = 100  # curriculum: start, doubled every stage up to final_horizon (start = final: off)
+    final_horizon: int = 800
+    epochs_per_stage: int = 50
+    meta_loss: str = "sum"  # "log_ratio" needs the hook in l2l.meta described in the issue-19 report
+
+    def __post_init__(self):
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.meta_loss not in ("sum", "log_ratio"):
+            raise ValueError(f"meta_loss must be 'sum' or 'log_ratio', got {self.meta_loss!r}")
+
+    def curriculum(self) -> HorizonCurriculum:
+        return HorizonCurriculum.doubling(self.start_horizon, self.final_horizon, self.epochs_per_stage)
+
+
+FULL = Recipe()
+ABLATIONS: dict[str, Recipe] = {
+    "full": FULL,
+    "paper inputs": replace(FULL, inputs="paper"),
+    "one timescale (RNNprop)": replace(FULL, beta1=(0.95,)),
+    "no random scaling": replace(FULL, param_scale=0.0),
+    "MNIST base task only": replace(FULL, mixture=False),
+    "no curriculum": replace(FULL, start_horizon=FULL.final_horizon,
+                             epochs_per_stage=FULL.epochs_per_stage * len(FULL.curriculum().stages)),
+}
+
+
+def build(recipe: Recipe, batch_size: int = 128, device="cpu"):
+    """(optimizer, meta-training family, validation family) of `recipe`, on `device`."""
+    if recipe.inputs == "rnnprop":
+        optimizer = RNNpropOptimizer(RNNpropConfig(beta1=recipe.beta1, beta2=recipe.beta2))
+    else:
+        optimizer = LSTMOptimizer(config=LSTMConfig(preprocess=True, output_scale=0.1))
+    tasks = TRAIN_TASKS if recipe.mixture else TRAIN_TASKS[:1]  # TRAIN_TASKS[0] is the paper's base network
+    train = TaskMixture(tasks, param_scale=recipe.param_scale, objective_scale=recipe.objective_scale,
+                        batch_size=batch_size, device=device)
+    return optimizer.to(device), train, validation_mixture(batch_size, device)
