@@ -7,6 +7,7 @@
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
     python benchmarks/bench.py --only processes  # 1 process x 2 threads against 2 processes x 1 thread (gloo)
     python benchmarks/bench.py --only cifar    # where a CIFAR meta-training step and a baseline step go (batch 128)
+    python benchmarks/bench.py --only art      # where a neural-art step goes (8 photos at 64 and 128 px), VGG floor
     python benchmarks/bench.py --device cuda   # the same on a GPU
 
 Every ratio is measured in one run, so machine noise cancels as far as it can, and every implementation starts
@@ -314,6 +315,142 @@ def bench_cifar(device):
     emit(figure="cifar_meta_training_steps_per_s", steps_per_s=round(HORIZON / t, 2), device=str(device))
 
 
+def style_loss_before(problem, theta):
+    """The neural-art loss f(θ) per image as StyleProblem.loss computed it before issue 17 (the same numbers to
+    fp32 rounding): every term through plain autograd, the targets' norms recomputed at every step (the style
+    Gram matrices expanded over the batch first), and Gram matrices built, divided and subtracted separately. The
+    "before" of the art figure; tests/test_art.py checks the library's loss and gradient against it."""
+    from l2l.problems.style import CONTENT_LAYERS, STYLE_LAYERS, gram, total_variation
+
+    def relative(x, target):  # ‖x − target‖² / ‖target‖² per batch row
+        dims = tuple(range(1, x.dim()))
+        return (x - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(1e-12)
+
+    fam, x = problem.family, problem.images(theta)
+    feats = fam.features(x)
+    style = torch.stack([relative(gram(feats[l]), fam.style_grams[l].expand(x.shape[0], -1, -1))
+                         for l in STYLE_LAYERS]).mean(0)
+    content = relative(feats[CONTENT_LAYERS[0]], problem.content_target)
+    w = fam.weights
+    return x.shape[2] * x.shape[3] * (w.content * content + w.style * style + w.tv * total_variation(x))
+
+
+def vgg_forward_flops(size: int, layers=None) -> int:
+    """FLOPs of one image's VGG-19 forward at size × size up to the deepest of `layers` (Gatys': relu5_1),
+    counting only the 3×3 convolutions: 2 · C_in · C_out · 9 · H · W each (ReLU, pooling and biases are
+    negligible next to them)."""
+    from l2l.vgg import CONVS, GATYS_LAYERS, layer_sequence
+
+    order = layer_sequence()
+    names = order[:max(order.index(l) for l in (layers or GATYS_LAYERS)) + 1]
+    shapes = {name: (c_in, c_out) for name, c_in, c_out in CONVS}
+    flops, side = 0, size
+    for name in names:
+        if name.startswith("conv"):
+            c_in, c_out = shapes[name]
+            flops += 2 * c_in * c_out * 9 * side * side
+        elif name.startswith("pool"):
+            side //= 2
+    return flops
+
+
+ART_SIZES = (("a", "train", 64), ("b", "test", 128))  # (setting, split, px at the paper profile)
+
+
+def art_problem(setting: str, split: str, device, n_photos: int | None = None):
+    """A paper-profile neural-art problem of `batch` (8) photos of `split` in `setting` (art.family), the same
+    photos at every call; n_photos limits how many photos the family loads."""
+    from dataclasses import replace
+
+    from l2l.experiments import art
+
+    s = art.settings("paper")
+    if n_photos is not None:
+        field_name = {"train": "n_train", "validation": "n_val", "test": "n_test"}[split]
+        s = replace(s, **{field_name: n_photos})
+    family = art.family(s, setting, split, device)
+    return s, family, family.sample(torch.Generator().manual_seed(1))
+
+
+def bench_art(device, repeats=3):
+    """Chapter 4's costs at the paper profile (8 photos per problem) at 64 px (setting a, training photos) and
+    128 px (setting b, test photos): the split of one meta-training step (the style loss's VGG-19 forward and
+    backward, the LSTM's forward over 3·S² coordinates per photo, the meta-backward through it, everything else),
+    an Adam baseline step, the loss as computed before issue 17, the VGG-19 network alone (NCHW and channels-last),
+    and the network's FLOP floor at the measured matmul rate."""
+    import copy as copy_
+
+    from l2l.baselines import Adam
+    from l2l.experiments import art
+    from l2l.unroll import cut, start, unroll
+
+    _, flops_per_s = measure_bandwidth_and_flops(device)
+    emit(figure="machine", matmul_GFLOPs=round(flops_per_s / 1e9, 1), device=str(device),
+         threads=torch.get_num_threads())
+    for setting, split, size in ART_SIZES:
+        t0 = time.perf_counter()
+        s, family, problem = art_problem(setting, split, device)
+        t_family = time.perf_counter() - t0
+        assert family.size == size and problem.n_instances == s.batch
+        vgg = family.features
+        assert not any(p.requires_grad for p in vgg.parameters())  # frozen: no weight gradients are computed
+        vgg_cl = copy_.deepcopy(vgg).to(memory_format=torch.channels_last)
+        theta = {g: t.requires_grad_() for g, t in problem.init().items()}
+        image = theta["image"]
+
+        def network(model, memory_format=torch.contiguous_format):  # the convolutions alone, a trivial loss
+            return lambda: torch.autograd.grad(
+                sum(f.sum() for f in model(problem.images(theta).contiguous(memory_format=memory_format)).values()),
+                image)
+
+        lstm = art.make_optimizer(device)
+        phi0 = copy_.deepcopy(lstm.state_dict())
+        state = lstm.init_state(theta)
+        grads = {g: torch.randn_like(t) for g, t in theta.items()}
+        traj0 = start(lstm, problem)
+        k = 2  # optimizee steps per timed unroll
+
+        def meta_step():  # k steps of train_on_problem's unroll (linearized losses), its backward and meta-step
+            lstm.load_state_dict(phi0)
+            meta_opt = torch.optim.Adam(lstm.parameters(), s.meta.meta_lr)
+            losses, traj = unroll(lstm, problem, traj0, k, track_graph=True)
+            meta_opt.zero_grad(set_to_none=True)
+            torch.stack([l.mean() for l in losses]).sum().backward()
+            torch.nn.utils.clip_grad_norm_(list(lstm.parameters()), s.meta.clip)
+            meta_opt.step()
+            cut(traj)
+
+        adam = Adam(0.1)
+        traj_adam = start(adam, problem)
+        runs = {
+            "vgg": lambda: torch.autograd.grad(problem.loss(theta).sum(), image),
+            "vgg_before": lambda: torch.autograd.grad(style_loss_before(problem, theta).sum(), image),
+            "network": network(vgg), "network_channels_last": network(vgg_cl, torch.channels_last),
+            "lstm_fwd": lambda: lstm.step(theta, grads, state),
+            "lstm_both": lambda: sum(t.sum() for t in lstm.step(theta, grads, state)[0].values()).backward(),
+            "meta_step_x2": meta_step,
+            "adam_step": lambda: unroll(adam, problem, traj_adam, 1, track_graph=False),
+            "problem_setup": lambda: family.sample(torch.Generator().manual_seed(1)),
+        }
+        t = interleaved_best(runs, device, repeats)
+        step = t["meta_step_x2"] / k
+        t_meta = max(t["lstm_both"] - t["lstm_fwd"], 0.0)
+        other = step - t["vgg"] - t["lstm_fwd"] - t_meta
+        floor = 2 * s.batch * vgg_forward_flops(size) / flops_per_s  # forward + input gradient ≈ 2 × forward
+        ms = lambda x: round(1e3 * x, 1)  # noqa: E731
+        emit(figure="art_step_split", setting=setting, size=size, photos=s.batch, coordinates=image.numel(),
+             step_ms=ms(step), vgg_fwd_bwd_ms=ms(t["vgg"]), lstm_forward_ms=ms(t["lstm_fwd"]),
+             meta_backward_ms=ms(t_meta), other_ms=ms(other), share_vgg=round(t["vgg"] / step, 3),
+             adam_step_ms=ms(t["adam_step"]), vgg_fwd_bwd_before_ms=ms(t["vgg_before"]),
+             network_fwd_bwd_ms=ms(t["network"]), network_channels_last_ms=ms(t["network_channels_last"]),
+             problem_setup_ms=ms(t["problem_setup"]), family_build_s=round(t_family, 1))
+        emit(figure="art_vgg_floor", setting=setting, size=size, photos=s.batch,
+             forward_GFLOP=round(s.batch * vgg_forward_flops(size) / 1e9, 2),
+             fwd_bwd_GFLOP=round(2 * s.batch * vgg_forward_flops(size) / 1e9, 2), floor_ms=ms(floor),
+             vgg_over_floor=round(t["vgg"] / floor, 2), network_over_floor=round(t["network"] / floor, 2),
+             vgg_before_over_floor=round(t["vgg_before"] / floor, 2))
+
+
 def measure_bandwidth_and_flops(device):
     """Memory bandwidth (a large copy) and matmul throughput, to express the floor of a learned step."""
     n = 64 * 2**20 if device.type == "cuda" else 16 * 2**20
@@ -482,7 +619,7 @@ def bench_processes(repeats, runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling", "processes", "cifar"],
+    parser.add_argument("--only", choices=["meta", "init", "apply", "scaling", "processes", "cifar", "art"],
                         help="run one group of figures")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (the best is kept)")
     parser.add_argument("--max-coords", type=float, default=1e7, help="largest size in the apply/scaling sweeps")
@@ -507,6 +644,8 @@ def main(argv=None):
         bench_processes(args.repeats, args.process_runs)
     if args.only in (None, "cifar"):
         bench_cifar(device)
+    if args.only in (None, "art"):
+        bench_art(device, args.repeats)
 
 
 if __name__ == "__main__":

@@ -175,8 +175,9 @@ class _GramResidual(torch.autograd.Function):
 def style_term(features: Tensor, target_gram: Tensor, target_norm: Tensor) -> Tensor:
     """‖gram(features) − target_gram‖² / target_norm per image, target_norm = squared_norm(target_gram) computed
     once per style. The same numbers, to fp32 rounding, as the plain autograd expression that computed it before
-    issue 17 (kept as `style_loss_before` in benchmarks/bench.py; tests/test_art.py compares them); with 8 photos
-    at 64 px the loss arithmetic around the VGG-19 convolutions took ~20% of a step that way (benchmarks/RESULTS.md)."""
+    issue 17 (kept as `style_loss_before` in benchmarks/bench.py; tests/test_art.py compares them). With 8 photos
+    that way the arithmetic around the VGG-19 convolutions took ~10% of the loss's forward and backward at 64 and
+    128 px; now 1-10% (benchmarks/RESULTS.md, issue 17)."""
     b, c, h, w = features.shape
     residual = _GramResidual.apply(features.reshape(b, c, h * w), target_gram)
     return residual.pow(2).sum((1, 2)) / target_norm
