@@ -135,19 +135,35 @@ class Tuning:
 
 
 def tune_baselines(family, steps: int, n_problems: int, seed: int, grid=LR_GRID, names=tuple(BASELINES),
-                   progress: bool = True) -> Tuning:
+                   progress: bool = True, extend: int = 0) -> Tuning:
     """Pick each baseline's learning rate by the mean *final* loss on validation problems: the loss at the last
     step on the problem's fixed evaluation batch where it has one (`evaluate.final_loss`, as φ is selected).
 
     Every rate sees the same problems (same seed). A rate whose runs diverge (non-finite loss) scores +inf.
+    grid: one grid for every baseline, or {name: grid}. extend: while a baseline's best rate is the smallest or
+    largest tried, try up to `extend` more rates beyond it, one grid step (the ratio of its two outermost rates on
+    that side) at a time, so that a coarse grid around a known optimum still ends with the choice interior.
     """
+    grids = {name: tuple(grid[name] if isinstance(grid, dict) else grid) for name in names}
     scores = {name: {} for name in names}
-    for name, lr in tqdm([(n, lr) for n in names for lr in grid], desc="tuning baselines", disable=not progress):
+
+    def score(name, lr):
         _, finals = run_problems(BASELINES[name](lr), family, steps, n_problems, seed, final_metric=final_loss)
         final = torch.cat(finals).double().mean().item()
         scores[name][lr] = final if math.isfinite(final) else math.inf
-    rates = {name: min(grid, key=scores[name].get) for name in names}
+
+    for name, lr in tqdm([(n, lr) for n in names for lr in grids[n]], desc="tuning baselines", disable=not progress):
+        score(name, lr)
+    for name in names:
+        for _ in range(extend):
+            tried = sorted(scores[name])
+            best = min(tried, key=scores[name].get)
+            if len(tried) < 2 or best not in (tried[0], tried[-1]) or not math.isfinite(scores[name][best]):
+                break
+            beyond = tried[0] ** 2 / tried[1] if best == tried[0] else tried[-1] ** 2 / tried[-2]
+            score(name, beyond)
+    rates = {name: min(scores[name], key=scores[name].get) for name in names}
     for name, lr in rates.items():
         if not math.isfinite(scores[name][lr]):
-            raise RuntimeError(f"{name} diverged at every learning rate in {grid}; widen the grid")
+            raise RuntimeError(f"{name} diverged at every learning rate in {grids[name]}; widen the grid")
     return Tuning(rates, scores)

@@ -116,7 +116,8 @@ book.figure("art-meta-training", l2l.plots.plot_meta_training(history),
 # is the one trained above, unchanged. Shaded bands are 95% confidence intervals over the test photos.
 
 # %%
-runs = {setting: art.compare(lstm, fams["validation"], fams["test"], s, run_seeds)
+runs = {setting: art.compare(lstm, fams["validation"], fams["test"], s, run_seeds, setting=setting,
+                             cache=chapter.eval_dir(out) / f"setting-{setting}.pt")  # kept: a stopped run resumes
         for setting, fams in families.items()}
 titles = {"a": f"training style ({s.train_style}), {s.size}px", "b": f"new style ({s.test_style}), {s.test_size}px"}
 
@@ -140,7 +141,7 @@ book.figure("art-curves", fig, book.curves_caption(
 
 # %%
 display(Markdown("Tuned learning rates:\n\n" + to_markdown([
-    {"setting": titles[k], **{n: f"{lr:.3g}" for n, lr in tuning.rates.items()}} for k, (_, tuning, _) in runs.items()])))
+    {"setting": titles[k], **{n: tuning.label(n) for n in tuning.rates}} for k, (_, tuning, _) in runs.items()])))
 for k, (curves, _, _) in runs.items():
     bad = {n: c for n, c in art.diverged(curves).items() if c}
     print(f"{titles[k]}: " + (f"diverged test runs {bad}" if bad else f"all {s.n_test} test runs finite"))

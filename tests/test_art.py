@@ -167,3 +167,32 @@ def test_the_style_loss_matches_its_previous_implementation(random_vgg):
     (h_new,) = torch.autograd.grad((g_new * v).sum(), theta["image"])
     (h_old,) = torch.autograd.grad((g_old * v).sum(), theta["image"])
     torch.testing.assert_close(h_new, h_old, rtol=1e-4, atol=1e-4 * h_old.abs().max().item())
+
+
+def test_paper_settings_follow_the_issue_protocol():
+    """Issue 17: 64 px training, 128 px new style, φ by final validation loss, tuning on >= 4 photos per setting
+    over grids the choice can be interior to, >= 20 test photos per setting."""
+    from l2l.experiments import art
+    s = art.settings("paper")
+    assert (s.size, s.test_size, s.meta.horizon, s.meta.unroll) == (64, 128, 128, 32)
+    assert s.meta.val_metric == "final" and s.n_test >= 20 and s.n_tune * s.batch >= 4
+    for setting in ("a", "b"):
+        grids = s.lr_grids[setting]
+        assert set(grids) == {"SGD", "RMSprop", "Adam", "NAG"} and all(len(g) >= 3 for g in grids.values())
+    assert s.extend >= 1
+
+
+def test_a_finished_art_comparison_is_kept(random_vgg, tmp_path, monkeypatch):
+    from l2l.experiments import art, common
+    s = art.settings("smoke")
+    s = type(s)(**{**s.__dict__, "lr_grids": {"a": {n: (1e-3, 1e-2) for n in ("SGD", "RMSprop", "Adam", "NAG")}},
+                   "extend": 1})
+    fam = StyleFamily(torch.rand(2, 3, 16, 16), torch.rand(3, 16, 16), size=16)
+    lstm, cache = art.make_optimizer(), tmp_path / "setting-a.pt"
+    curves, tuning, results = art.compare(lstm, fam, fam, s, common.seeds(0), progress=False, cache=cache)
+    assert cache.exists() and set(curves) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}
+    assert all(set(tuning.scores[n]) >= {1e-3, 1e-2} for n in tuning.rates)  # the setting's own grid
+    monkeypatch.setattr(art, "tune_baselines", lambda *a, **k: pytest.fail("recomputed a kept comparison"))
+    again, tuning_again, results_again = art.compare(lstm, fam, fam, s, common.seeds(0), progress=False, cache=cache)
+    assert tuning_again.rates == tuning.rates and all(torch.equal(curves[n], again[n]) for n in curves)
+    assert all(torch.equal(results[n], results_again[n]) for n in results)

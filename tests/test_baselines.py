@@ -52,3 +52,18 @@ def test_tuning_picks_the_lowest_final_loss_and_scores_divergence_as_inf():
     scores = tuning.scores["SGD"]
     assert scores[10.0] == float("inf")  # SGD at rate 10 explodes on these quadratics
     assert tuning.rates["SGD"] == min(scores, key=scores.get) == 1e-2
+
+
+def test_tuning_extends_a_coarse_grid_until_the_choice_is_interior():
+    family = QuadraticFamily(batch=16)
+    # the grid ends far below the best rate: each extension tries one grid step (x10) further up
+    tuning = l2l.tune_baselines(family, steps=30, n_problems=1, seed=3, grid={"SGD": (1e-6, 1e-5)},
+                                names=("SGD",), progress=False, extend=6)
+    tried = sorted(tuning.scores["SGD"])
+    assert tried[:2] == [1e-6, 1e-5] and len(tried) > 2
+    assert all(b / a == pytest.approx(10.0) for a, b in zip(tried, tried[1:]))
+    assert tuning.at_edge() == {} and tuning.rates["SGD"] not in (tried[0], tried[-1])
+    # without extension the same grid leaves the choice at its edge, flagged
+    plain = l2l.tune_baselines(family, steps=30, n_problems=1, seed=3, grid={"SGD": (1e-6, 1e-5)},
+                               names=("SGD",), progress=False)
+    assert plain.at_edge() == {"SGD": 1e-5}

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..baselines import tune_baselines
+from ..baselines import Tuning, tune_baselines
 from ..evaluate import rollout
 from ..fileio import atomic_write
 from ..meta import MetaTrainConfig
 from ..optimizer import LSTMConfig, LSTMOptimizer
 from ..problems.style import LossWeights, StyleFamily, load_content, load_style
 from ..profiles import pick, resolve_profile
-from . import chapter
+from . import chapter, common
 
 CHAPTER = "art"
 # The paper: preprocessing (p = 10), no output scaling, 128 steps per image in unrolls of 32.
@@ -32,6 +32,10 @@ LSTM = LSTMConfig(hidden=20, layers=2, preprocess=True, p=10.0, output_scale=1.0
 # Half-decades 1e-5 … 1: one decade below the library's grid. With f summed over pixels, momentum (NAG) and
 # plain SGD need rates near 1e-4 … 1e-3 at 64–128 px (larger ones diverge), Adam and RMSprop near 1e-2 … 1e-1.
 ART_GRID = tuple(10 ** (k / 2) for k in range(-10, 1))
+# the paper profile's grids per baseline (setting a): decades around the quick profile's choices (SGD and NAG
+# 1e-3, RMSprop 1e-2, Adam 0.1 at 32 px)
+PAPER_GRID = {"SGD": (1e-5, 1e-4, 1e-3, 1e-2), "NAG": (1e-5, 1e-4, 1e-3, 1e-2), "RMSprop": (1e-3, 1e-2, 1e-1),
+              "Adam": (1e-2, 1e-1, 1.0)}
 # (a) training style, training resolution; (b) a style never seen in training, at a higher resolution
 # (paper: twice, 128 px; the small profiles scale both down)
 SETTINGS = {"a": ("tiny-imagenet", "train_style", "size"), "b": ("bsds500", "test_style", "test_size")}
@@ -49,6 +53,10 @@ class Settings:
     batch: int  # content images restyled together in one problem (one LSTM call for all of them)
     n_tune: int  # validation problems per learning rate
     lr_grid: tuple[float, ...] = ART_GRID
+    # {setting: {baseline: rates}}: per-setting grids for the baselines' tuning, in place of lr_grid (the paper
+    # profile's: decades around the quick profile's optima, widened by `extend` rates where a choice is at an edge)
+    lr_grids: dict | None = None
+    extend: int = 0  # further rates tuning may try beyond a grid's edge (baselines.tune_baselines)
     train_style: str = "starry_night"
     test_style: str = "great_wave"
     weights: LossWeights = field(default_factory=LossWeights)
@@ -62,10 +70,16 @@ class Settings:
 def settings(profile: str | None = None, seed: int = 0) -> Settings:
     profile = resolve_profile(profile)
     table = {
-        # 225 problems of 8 images = the 1800 training photos once each in expectation
-        "paper": dict(meta=MetaTrainConfig(horizon=128, unroll=32, epochs=15, problems_per_epoch=15, n_val=3,
-                                           meta_lr=1e-3, seed=seed),
-                      size=64, test_size=128, n_train=1800, n_val=20, n_test=100, batch=8, n_tune=2),
+        # Sized by the measured costs to about 10 CPU-hours (benchmarks/RESULTS.md, issue 17): meta-training as the
+        # paper's (225 problems of 8 photos = the 1800 training photos once each in expectation), φ chosen by the
+        # final loss of 2 validation problems (16 photos) every 2 epochs; baselines tuned on one problem of 8
+        # validation photos per setting, on decade grids around the quick profile's optima (NAG one decade lower
+        # at 128 px, where the quick run chose its grid's bottom), extended while a choice sits at an edge; 20 test
+        # photos per setting (the most that fits: 8 more cost ~0.6 h).
+        "paper": dict(meta=MetaTrainConfig(horizon=128, unroll=32, epochs=15, problems_per_epoch=15, n_val=2,
+                                           val_metric="final", val_every=2, meta_lr=1e-3, seed=seed),
+                      size=64, test_size=128, n_train=1800, n_val=20, n_test=20, batch=8, n_tune=1,
+                      lr_grids={"a": PAPER_GRID, "b": {**PAPER_GRID, "NAG": (1e-6, 1e-5, 1e-4, 1e-3)}}, extend=2),
         # plain SGD and NAG sit near the edge of stability here (the Gram terms are quartic in the pixels):
         # a rate tuned on a single photo often diverges on others, so every profile tunes on >= 2 photos
         "quick": dict(meta=MetaTrainConfig(horizon=32, unroll=16, epochs=4, problems_per_epoch=5, n_val=2,
@@ -118,14 +132,23 @@ def test_family(s: Settings, device="cpu") -> StyleFamily:
 
 
 def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings, seeds: dict,
-            progress: bool = True):
+            progress: bool = True, setting: str = "a", cache: Path | None = None):
     """Tune the four baselines on `val_family`, then run them and the LSTM on every image of `test_family`.
 
+    setting: "a" or "b", whose grids (s.lr_grids) the tuning uses. cache: a file keeping the finished comparison
+    (reused only for the same φ, settings, families and seeds: a stopped run does not redo hours of 128-px work).
     Returns (curves {name: [n_test, steps + 1]}, tuning, results {name: final images [n_test, 3, S, S]});
     a diverged run's losses are +inf from the step it overflowed.
     """
+    key = common.fingerprint({"LSTM": lstm}, test_family, val_family, s.steps, s.n_tune, len(test_family), seeds,
+                             [], True, {"settings": repr(s), "setting": setting})
+    if cache is not None and Path(cache).exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == key:
+            return saved["curves"], Tuning(saved["rates"], saved["scores"]), saved["results"]
+    grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
     tuning = tune_baselines(val_family, steps=s.steps, n_problems=s.n_tune, seed=seeds["validation"],
-                            grid=s.lr_grid, progress=False)
+                            grid=grid, progress=False, extend=s.extend)
     optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
     chunks = [list(range(i, min(i + s.batch, len(test_family)))) for i in range(0, len(test_family), s.batch)]
     curves, results = {}, {}
@@ -138,6 +161,9 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
         size = test_family.size
         results[name] = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size)
                                    for _, theta in runs]).clamp(0, 1)
+    if cache is not None:
+        saved = {"key": key, "curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
+        atomic_write(Path(cache), lambda tmp: torch.save(saved, tmp))
     return curves, tuning, results
 
 

@@ -41,7 +41,7 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
     Returns (curves {name: [n_test, steps + 1]}, tuning, final metrics {name: [n_test]}).
     """
     learned = learned if isinstance(learned, dict) else {"LSTM": learned}
-    key = _fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
+    key = fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
     if cache is not None and Path(cache).exists():
         saved = torch.load(cache, weights_only=True)
         if saved["key"] == key:
@@ -58,7 +58,7 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
     return curves, tuning, finals
 
 
-def _fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
+def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
                  cache_key) -> str:
     """A digest of everything a comparison's result depends on (the learned φ bytes included)."""
     digest = hashlib.sha256(json.dumps(
