@@ -53,3 +53,16 @@ display(Markdown(tally_text(runs) + "\n\n" + to_markdown(summary_rows(runs, page
 
 # %% tags=["remove-input"]
 display(Markdown(to_markdown(run_rows(runs, page="book/summary"))))
+
+# %% [markdown]
+# ## Paper-scale runs under way
+#
+# A paper-scale chapter takes several CPU-hours, so it runs in stages and its training state is committed
+# between them. Until a chapter's run is complete its rows above show the last complete run, at a smaller
+# profile. This table, read from the committed states, shows how far each unfinished run has got.
+
+# %% tags=["remove-input"]
+from l2l.paper import progress_rows
+
+progress = progress_rows(runs, page="book/summary")
+display(Markdown(to_markdown(progress) if progress else "No paper-scale run is under way."))

@@ -256,3 +256,26 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
                      "versions": f"torch {v.get('torch', '?')}, l2l {v.get('l2l', '?')}",
                      "command": f"`{run['command']}`"})
     return rows
+
+
+def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: str = "book/summary") -> list[dict]:
+    """How far each paper-scale run still under way has got: one row per saved training state (committed in
+    results/<chapter>/state/ between stages) of a chapter whose committed run.json is not yet at the paper profile."""
+    from .training_state import load_state
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1] / "results"
+    rows = []
+    for chapter in CHAPTERS:
+        if (runs.get(chapter) or {}).get("profile") == "paper":
+            continue
+        for path in sorted((root / chapter / "state").glob("*.pt")):
+            state = load_state(path)
+            h, cfg = state["history"], state["config"]
+            planned = cfg["epochs"] * cfg["problems_per_epoch"] * cfg["horizon"]
+            best = (h["val_loss"][h["val_epochs"].index(h["best_epoch"])]
+                    if h.get("val_epochs") and h["best_epoch"] in h["val_epochs"] else math.nan)
+            rows.append({"chapter": chapter_link(chapter, page), "meta-training": path.stem,
+                         "optimizee steps": f"{h['optimizee_steps']:,} of {planned:,}",
+                         "best validation loss": f"{fmt(best)} ({cfg.get('val_metric', 'summed')})",
+                         "stages": len(h.get("stages", [])), "hours so far": f"{h['wall_time_s'] / 3600:.1f}"})
+    return rows

@@ -147,3 +147,15 @@ def test_publish_drops_stderr_and_widgets_and_refuses_local_paths(tmp_path):
     bad = copy.deepcopy(nb)
     bad.cells[0].outputs[0].text = "outputs in /home/someone/l2l/results/quadratic\n"
     assert "machine-local path" in problems(bad)[0]
+
+
+def test_progress_rows_show_how_far_an_unfinished_paper_run_has_got(tmp_path, one_thread):
+    from l2l.experiments import quadratic
+    from l2l.paper import progress_rows
+    s = quadratic.settings("smoke")
+    quadratic.train(s, tmp_path / "quadratic", max_minutes=1e-6, progress=False)  # pauses with its state saved
+    planned = s.meta.epochs * s.meta.problems_per_epoch * s.meta.horizon
+    (row,) = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
+    assert row["meta-training"] == "lstm" and row["optimizee steps"] == f"0 of {planned:,}"
+    assert "01_quadratic" in row["chapter"]
+    assert progress_rows({"quadratic": run_record("paper", [])}, root=tmp_path) == []  # finished: nothing to show
