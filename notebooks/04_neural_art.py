@@ -39,6 +39,16 @@
 # training, 20 validation and 100 test images (indices 0–1799, 1800–1819, 1820–1919); the 128×128 test uses
 # BSDS500's first 20 `val` and first 100 `test` photos, centre-cropped and resized. The training painting is
 # van Gogh's *Starry Night*, the new one Hokusai's *Great Wave*.
+#
+# **Scale, budget and protocol.** The paper profile is the paper's setup: 64-px training on 1,800 photos, problems
+# of 8 photos, 128 steps in unrolls of 32, 15 epochs of 15 problems (each training photo seen about once). φ is
+# chosen by the *final* validation loss of 16 validation photos, checked every 2 epochs. Each setting's
+# baselines are tuned on 8 validation photos, over decade grids around the optima of a smaller run. Where a
+# choice lands at a grid's edge, the grid is extended. A run that diverges counts as the worst loss for its
+# baseline. The test uses 20 held-out photos per setting. On a CPU the VGG-19 forward and backward
+# dominate every step, and it is already within 1.2–1.3× of its arithmetic floor (`benchmarks/RESULTS.md`). So
+# the chapter is sized to about 10 CPU-hours, run in stages. That is why it tests 20 photos where the paper
+# shows averages over more; the paper states neither its number of test photos nor its meta-training budget.
 
 # %% tags=["parameters"]
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
