@@ -142,29 +142,27 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
     """
     key = common.fingerprint({"LSTM": lstm}, test_family, val_family, s.steps, s.n_tune, len(test_family), seeds,
                              [], True, {"settings": repr(s), "setting": setting})
-    if cache is not None and Path(cache).exists():
-        saved = torch.load(cache, weights_only=True)
-        if saved["key"] == key:
-            return saved["curves"], Tuning(saved["rates"], saved["scores"]), saved["results"]
-    grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
-    tuning = tune_baselines(val_family, steps=s.steps, n_problems=s.n_tune, seed=seeds["validation"],
-                            grid=grid, progress=False, extend=s.extend)
-    optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
-    chunks = [list(range(i, min(i + s.batch, len(test_family)))) for i in range(0, len(test_family), s.batch)]
-    curves, results = {}, {}
-    for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-        runs = [rollout(opt, test_family.problem(idx), s.steps) for idx in chunks]
-        # a diverged run's loss overflows to inf and then NaN: record it as +inf, so every comparison counts
-        # it as the worst possible loss (art.diverged counts these runs)
-        c = torch.cat([c for c, _ in runs])
-        curves[name] = torch.where(torch.isnan(c), math.inf, c)
-        size = test_family.size
-        results[name] = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size)
-                                   for _, theta in runs]).clamp(0, 1)
-    if cache is not None:
-        saved = {"key": key, "curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
-        atomic_write(Path(cache), lambda tmp: torch.save(saved, tmp))
-    return curves, tuning, results
+
+    def run() -> dict:
+        grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
+        tuning = tune_baselines(val_family, steps=s.steps, n_problems=s.n_tune, seed=seeds["validation"],
+                                grid=grid, progress=False, extend=s.extend)
+        optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
+        chunks = [list(range(i, min(i + s.batch, len(test_family)))) for i in range(0, len(test_family), s.batch)]
+        curves, results = {}, {}
+        for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
+            runs = [rollout(opt, test_family.problem(idx), s.steps) for idx in chunks]
+            # a diverged run's loss overflows to inf and then NaN: record it as +inf, so every comparison counts
+            # it as the worst possible loss (art.diverged counts these runs)
+            c = torch.cat([c for c, _ in runs])
+            curves[name] = torch.where(torch.isnan(c), math.inf, c)
+            size = test_family.size
+            results[name] = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size)
+                                       for _, theta in runs]).clamp(0, 1)
+        return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
+
+    result = common.kept(cache, key, run)
+    return result["curves"], Tuning(result["rates"], result["scores"]), result["results"]
 
 
 def diverged(curves: dict) -> dict[str, int]:

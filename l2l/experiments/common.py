@@ -42,20 +42,33 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
     """
     learned = learned if isinstance(learned, dict) else {"LSTM": learned}
     key = fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
+
+    def run() -> dict:
+        tuning = tune_baselines(tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"],
+                                grid=grid, progress=False)
+        optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
+        curves, finals = {}, {}
+        for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
+            curves[name], finals[name] = run_problems(opt, fam, steps, n_test, seeds["test"],
+                                                      final_metric=final_metric)
+        return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
+
+    result = kept(cache, key, run)
+    return result["curves"], Tuning(result["rates"], result["scores"]), result["finals"]
+
+
+def kept(cache: Path | None, key: str, compute):
+    """compute()'s result (tensors, numbers, strings and containers of them), computed once and kept in the file
+    `cache` under `key`, a digest of everything it depends on (`fingerprint`): a later call with the same key
+    loads it, any other key recomputes and overwrites it. cache None: just compute()."""
     if cache is not None and Path(cache).exists():
         saved = torch.load(cache, weights_only=True)
-        if saved["key"] == key:
-            return saved["curves"], Tuning(saved["rates"], saved["scores"]), saved["finals"]
-    tuning = tune_baselines(tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"], grid=grid,
-                            progress=False)
-    optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
-    curves, finals = {}, {}
-    for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-        curves[name], finals[name] = run_problems(opt, fam, steps, n_test, seeds["test"], final_metric=final_metric)
+        if saved.get("key") == key:
+            return saved["value"]
+    value = compute()
     if cache is not None:
-        saved = {"key": key, "curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
-        atomic_write(Path(cache), lambda tmp: torch.save(saved, tmp))
-    return curves, tuning, finals
+        atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value}, tmp))
+    return value
 
 
 def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
