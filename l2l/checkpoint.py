@@ -44,6 +44,16 @@ def read_metadata(path) -> dict:
     return meta
 
 
+def build_optimizer(architecture: dict):
+    """An untrained optimizer of the described architecture: the paper's LSTMOptimizer, or l2l.general's
+    RNNpropOptimizer where the description's "kind" says so."""
+    from .general.optimizer import KIND, RNNpropOptimizer
+
+    if architecture.get("kind") == KIND:
+        return RNNpropOptimizer.from_description(architecture)
+    return LSTMOptimizer.from_description(architecture)
+
+
 def load_optimizer(path, expect_architecture: dict | None = None, device="cpu") -> tuple[LSTMOptimizer, dict]:
     """Rebuild the optimizer saved at `path`; returns (optimizer, metadata).
 
@@ -54,7 +64,7 @@ def load_optimizer(path, expect_architecture: dict | None = None, device="cpu") 
     if expect_architecture is not None and arch != expect_architecture:
         raise ValueError(f"{path} holds an optimizer of architecture {arch}, not the requested {expect_architecture}")
     try:
-        optimizer = LSTMOptimizer.from_description(arch)
+        optimizer = build_optimizer(arch)
     except (TypeError, KeyError, ValueError) as e:  # e.g. a config field this version of l2l does not know
         raise ValueError(f"{path} describes an optimizer this l2l ({__version__}) cannot build: {e}") from None
     try:

@@ -293,6 +293,16 @@ def cmd_status(args) -> None:
     print(f"finished comparisons kept: {', '.join(p.stem for p in kept) if kept else 'none'}")
 
 
+def describe_architecture(arch: dict) -> str:
+    """One line for `list`: the paper's LSTMs (name, size, input, output scale), or RNNprop's."""
+    if arch.get("kind") == "rnnprop":
+        c = arch["config"]
+        return (f"RNNprop ({c['layers']}x{c['hidden']}, inputs ∇ and momentum at β1 = "
+                f"{', '.join(f'{b:g}' for b in c['beta1'])} over √v̂, step ≤ lr·{c['alpha']:g})")
+    return ", ".join(f"{k} ({c['layers']}x{c['hidden']}, {'log/sign' if c['preprocess'] else 'raw'} "
+                     f"input, scale {c['output_scale']:g})" for k, c in arch["nets"].items())
+
+
 def cmd_list(args) -> None:
     from . import trained
 
@@ -303,15 +313,14 @@ def cmd_list(args) -> None:
     rows = []
     for name, meta in shipped.items():
         info = meta.get("info", {})
-        nets = meta["architecture"]["nets"]
+        arch = meta["architecture"]
         val = info.get("val_loss")
         rows.append({
             "name": name, "task": info.get("task", "?"), "profile": info.get("profile", "?"),
             "epoch": info.get("epoch", "?"),
             "val loss": (f"{val:.4g} ({info.get('val_metric', 'summed')})"
                          if isinstance(val, (int, float)) and math.isfinite(val) else "?"),
-            "LSTMs": ", ".join(f"{k} ({c['layers']}x{c['hidden']}, {'log/sign' if c['preprocess'] else 'raw'} "
-                               f"input, scale {c['output_scale']:g})" for k, c in nets.items()),
+            "LSTMs": describe_architecture(arch),
             "l2l": meta.get("l2l_version", "?"),
         })
     print(table(rows))

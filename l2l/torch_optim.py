@@ -35,15 +35,18 @@ from .optimizer import DEFAULT, LSTMOptimizer, LSTMState
 STATE_KEY = "learned_optimizer"  # the entry of state_dict() that holds the architecture and φ
 
 
-def _load(optimizer) -> tuple[LSTMOptimizer, str]:
-    """(LSTMOptimizer, description) from a shipped name, a checkpoint path or an LSTMOptimizer."""
-    if isinstance(optimizer, LSTMOptimizer):
-        return optimizer, "the given LSTMOptimizer"
+def _load(optimizer):
+    """(optimizer module, description) from a shipped name, a checkpoint path, an LSTMOptimizer (the paper's) or
+    an RNNpropOptimizer (l2l.general)."""
+    from .general.optimizer import RNNpropOptimizer
+
+    if isinstance(optimizer, (LSTMOptimizer, RNNpropOptimizer)):
+        return optimizer, f"the given {type(optimizer).__name__}"
     if isinstance(optimizer, (str, os.PathLike)):
         lstm, _ = trained.load(optimizer)
         return lstm, str(optimizer)
-    raise TypeError(f"optimizer must be a shipped name, a checkpoint path or an LSTMOptimizer, "
-                    f"not {type(optimizer).__name__}")
+    raise TypeError(f"optimizer must be a shipped name, a checkpoint path, an LSTMOptimizer or an "
+                    f"RNNpropOptimizer, not {type(optimizer).__name__}")
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
@@ -63,13 +66,17 @@ class LearnedOptimizer(torch.optim.Optimizer):
         lstm, self.source = _load(optimizer)
         self.lstm = copy.deepcopy(lstm).requires_grad_(False).eval()  # a private, frozen φ
         self._on_device: dict[torch.device, LSTMOptimizer] = {}
-        default = DEFAULT if DEFAULT in self.lstm.nets else None  # None: every group must name its LSTM
+        self.rnnprop = not isinstance(self.lstm, LSTMOptimizer)  # l2l.general's: one network for every group
+        # None: every group must name its LSTM
+        default = DEFAULT if self.rnnprop or DEFAULT in self.lstm.nets else None
         super().__init__(params, {"lr": lr, "lstm": default})
 
     # --- parameter groups -------------------------------------------------------------------------------
     def _lstm_name(self, name) -> str:
         """The LSTM serving a group that asked for `name` (see `LSTMOptimizer.lstm_name`); its error names the
         checkpoint and, for a group that names none, how to name one."""
+        if self.rnnprop:
+            return DEFAULT  # one network serves every group
         try:
             return self.lstm.lstm_name(name)
         except ValueError as err:
@@ -87,12 +94,16 @@ class LearnedOptimizer(torch.optim.Optimizer):
             if not p.is_floating_point():
                 raise ValueError(f"LearnedOptimizer updates floating-point tensors only, got one of dtype {p.dtype}")
 
-    def _net(self, name: str, device: torch.device):
-        """The LSTM `name` on `device` (φ is copied once to each device the parameters live on)."""
+    def _on(self, device: torch.device):
+        """The frozen optimizer on `device` (φ is copied once to each device the parameters live on)."""
         if device not in self._on_device:
             here = next(self.lstm.parameters()).device
             self._on_device[device] = self.lstm if here == device else copy.deepcopy(self.lstm).to(device)
-        return self._on_device[device].nets[self._lstm_name(name)]
+        return self._on_device[device]
+
+    def _net(self, name: str, device: torch.device):
+        """The LSTM `name` on `device`."""
+        return self._on(device).nets[self._lstm_name(name)]
 
     # --- the update ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -111,7 +122,10 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     raise RuntimeError("LearnedOptimizer does not support sparse gradients")
                 by_device.setdefault(p.device, []).append(p)
             for device, params in by_device.items():
-                self._update(group, self._net(group["lstm"], device), params)
+                if self.rnnprop:
+                    self._update_rnnprop(group, self._on(device), params)
+                else:
+                    self._update(group, self._net(group["lstm"], device), params)
         return loss
 
     def _update(self, group: dict, net, params: list) -> None:
@@ -136,9 +150,41 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 s["h"].copy_(h_p)
                 s["c"].copy_(c_p)
 
+    def _update_rnnprop(self, group: dict, rnnprop, params: list) -> None:
+        """RNNprop's step (l2l.general: θ ← θ − lr·α·tanh(·), moments m and v) over the concatenated `params`,
+        one call per step count (parameters added later start their moments at step 0)."""
+        cfg, dtype = rnnprop.config, next(rnnprop.parameters()).dtype
+        for p in params:
+            if not self.state[p]:
+                n = p.numel()
+                h, c = rnnprop.net.init_state(n, p.device, dtype).stacked()
+                self.state[p].update(step=torch.tensor(0.0), m=torch.zeros(len(cfg.beta1), n, device=p.device,
+                                     dtype=dtype), v=torch.zeros(n, device=p.device, dtype=dtype), h=h, c=c)
+        by_step: dict[int, list] = {}
+        for p in params:
+            by_step.setdefault(int(self.state[p]["step"]), []).append(p)
+        for t, same in by_step.items():
+            states, sizes = [self.state[p] for p in same], [p.numel() for p in same]
+            cat = lambda key, dim=0: torch.cat([s[key] for s in states], dim=dim)  # noqa: E731
+            theta = {"all": torch.cat([p.reshape(-1).to(dtype) for p in same])}
+            grads = {"all": torch.cat([p.grad.reshape(-1).to(dtype) for p in same])}
+            state = {"all": {"m": tuple(cat("m", 1)), "v": cat("v"), "t": t,
+                             "lstm": LSTMState(cat("h", 1), cat("c", 1))}}
+            new_theta, new_state = rnnprop.step(theta, grads, state, lr=group["lr"])
+            new = new_state["all"]
+            parts = zip(same, states, new_theta["all"].split(sizes), torch.stack(new["m"]).split(sizes, 1),
+                        new["v"].split(sizes), torch.stack(new["lstm"].h).split(sizes, 1),
+                        torch.stack(new["lstm"].c).split(sizes, 1))
+            for p, s, theta_p, m, v, h, c in parts:
+                p.copy_(theta_p.view(p.shape).to(p.dtype))
+                for key, value in (("m", m), ("v", v), ("h", h), ("c", c)):
+                    s[key].copy_(value)
+                s["step"] += 1
+
     # --- saving and resuming ---------------------------------------------------------------------------
     def __getstate__(self) -> dict:  # torch's keeps only defaults, state and groups; copies need φ too
-        return {**super().__getstate__(), "lstm": self.lstm, "source": self.source, "_on_device": {}}
+        return {**super().__getstate__(), "lstm": self.lstm, "source": self.source, "rnnprop": self.rnnprop,
+                "_on_device": {}}
 
     def state_dict(self) -> dict:
         """torch's optimizer state dict, plus φ and its architecture under "learned_optimizer"."""

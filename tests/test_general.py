@@ -266,14 +266,15 @@ def test_log_ratio_meta_loss():
     assert log_ratio_meta_loss([10 * s for s in steps], 10 * initial).item() == pytest.approx(expected)
 
 
-def test_torch_optimizer_is_the_functional_step_with_the_scheduled_lr():
-    """RNNpropTorchOptimizer on two tensors under StepLR equals RNNpropOptimizer.step with lr = the schedule's."""
+def test_learned_optimizer_is_the_functional_step_with_the_scheduled_lr(tmp_path):
+    """l2l.LearnedOptimizer driving an RNNpropOptimizer on two tensors under StepLR equals RNNpropOptimizer.step
+    with lr = the schedule's, resumes from its state dict, and loads the optimizer from a checkpoint too."""
     torch.manual_seed(4)
     rnnprop = RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.95)))
     a, y = torch.rand(12) + 0.1, torch.randn(12)
     w = nn.Parameter(torch.randn(3, 2))
     b = nn.Parameter(torch.randn(6))
-    opt = l2l.general.RNNpropTorchOptimizer([w, b], rnnprop, lr=2.0)
+    opt = l2l.LearnedOptimizer([w, b], rnnprop, lr=2.0)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     theta = {"x": torch.cat([w.detach().reshape(-1), b.detach()])}
     state = rnnprop.init_state(theta)
@@ -290,9 +291,11 @@ def test_torch_optimizer_is_the_functional_step_with_the_scheduled_lr():
         assert torch.allclose(torch.cat([w.detach().reshape(-1), b.detach()]), theta["x"], atol=1e-6)
     assert opt.state[w]["step"] == 5
     saved = opt.state_dict()
-    again = l2l.general.RNNpropTorchOptimizer([w, b], rnnprop)
+    l2l.save_optimizer(rnnprop, tmp_path / "general.safetensors", task="test")
+    again = l2l.LearnedOptimizer([w, b], tmp_path / "general.safetensors")
     again.load_state_dict(saved)
     assert torch.equal(again.state[b]["h"], opt.state[b]["h"]) and again.param_groups[0]["lr"] == 0.5
+    assert again.state[w]["step"] == 5 and torch.equal(again.state[w]["m"], opt.state[w]["m"])
 
 
 @pytest.mark.parametrize("name", list(l2l.general.ABLATIONS))
@@ -307,3 +310,9 @@ def test_every_ablation_builds_and_steps(name, monkeypatch):
     problem = train.sample(torch.Generator().manual_seed(0))
     losses, _ = unroll(optimizer, problem, start(optimizer, problem), 2, track_graph=False)
     assert torch.isfinite(torch.stack(losses)).all()
+
+
+def test_the_command_line_lists_an_rnnprop_checkpoint():
+    from l2l.cli import describe_architecture
+    line = describe_architecture(RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9))).describe())
+    assert line.startswith("RNNprop (2x20") and "0.5, 0.9" in line

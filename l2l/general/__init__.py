@@ -6,16 +6,16 @@ two-layer LSTM:
 - `optimizer`: RNNprop's inputs and bounded output (Lv, Jiang & Li 2017), with an `lr` multiplier;
 - `tasks`: a mixture of small MLPs and CNNs on MNIST and CIFAR-10, with random scaling (Lv et al. 2017);
 - `curriculum`: a horizon curriculum (Chen et al. 2020) and the log-ratio meta-loss (Wichrowska et al. 2017);
-- `recipe`: the full recipe as data (`Recipe`), its `ABLATIONS`, and `build`;
-- `torch_optim`: the optimizer as a `torch.optim.Optimizer` whose param-group `lr` scales its steps.
+- `recipe`: the full recipe as data (`Recipe`), its `ABLATIONS`, and `build`.
+
+`l2l.LearnedOptimizer` applies a trained RNNpropOptimizer to any model; its param-group `lr` scales the steps.
 """
 from .curriculum import HorizonCurriculum, log_ratio_meta_loss, meta_train_curriculum
 from .optimizer import RNNpropConfig, RNNpropNet, RNNpropOptimizer
 from .recipe import ABLATIONS, Recipe, build
-from .torch_optim import RNNpropTorchOptimizer
 from .tasks import (TRAIN_TASKS, VALIDATION_TASKS, ScaledProblem, SmallNetFamily, TaskMixture, TaskSpec,
                     validation_mixture)
 
 __all__ = ["ABLATIONS", "Recipe", "build", "HorizonCurriculum", "log_ratio_meta_loss", "meta_train_curriculum",
-           "RNNpropConfig", "RNNpropNet", "RNNpropOptimizer", "RNNpropTorchOptimizer", "TRAIN_TASKS",
+           "RNNpropConfig", "RNNpropNet", "RNNpropOptimizer", "TRAIN_TASKS",
            "VALIDATION_TASKS", "ScaledProblem", "SmallNetFamily", "TaskMixture", "TaskSpec", "validation_mixture"]
