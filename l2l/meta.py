@@ -10,6 +10,14 @@ meta-step on the clipped meta-gradient, and θ, ∇ and the LSTM state are detac
 resumes from where this one stopped. After every epoch φ is frozen and scored on fixed validation problems
 (the same meta-loss, summed over the whole horizon); the best φ is kept and checkpointed (early stopping).
 
+Two options beyond the paper, both off by default (used by the second recipe, l2l.general):
+- `curriculum`: training runs lengthen in stages (Chen et al. 2020): epoch by epoch the horizon of the training
+  runs follows the stages (horizon, epochs), then `horizon`; validation always runs `horizon` steps.
+- `meta_loss="log_ratio"` (Wichrowska et al. 2017): each unroll backpropagates
+  Σ_t mean_i [log f_i(θ_t) − log f_i(θ_0)] instead of Σ_t mean_i f_i(θ_t), so every problem weighs the same
+  whatever the scale of its loss. Only the meta-gradient changes: the fault checks, History.train_loss and
+  validation still use the losses themselves.
+
 Faults: an unroll whose meta-loss or meta-gradient is not finite, or whose optimizee diverges, takes no
 meta-step (φ and Adam untouched); its run is abandoned and counted, and too many in a row stop training.
 With `state_path`, the whole run is saved after every epoch and on Ctrl-C, and resumes exactly from there.
@@ -42,6 +50,8 @@ from .unroll import cut, start, unroll
 
 VAL_SEED_OFFSET = 1_000_003  # validation problems never coincide with training problems of the same seed
 VAL_METRICS = ("summed", "final")
+META_LOSSES = ("sum", "log_ratio")
+LOG_EPS = 1e-12  # the log-ratio meta-loss takes log max(f, LOG_EPS)
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -73,10 +83,18 @@ class MetaTrainConfig:
     # averages their meta-gradients. For GPUs; on 2 CPU cores it is no faster (benchmarks/RESULTS.md)
     meta_batch: int = 1
     seed: int = 0
+    # horizon curriculum: stages (horizon, epochs) in order; training runs of epoch e have the horizon of e's stage,
+    # and epochs after the stages (all of them when empty) have `horizon`. Validation always runs `horizon` steps,
+    # so make it the final horizon: then scores compare across epochs. Stored as a tuple of (int, int) tuples.
+    curriculum: tuple[tuple[int, int], ...] = ()
+    # what an unroll backpropagates: "sum" Σ_t mean_i f_i(θ_t) (the paper), or "log_ratio"
+    # Σ_t mean_i [log f_i(θ_t) − log f_i(θ_0)] (Wichrowska et al. 2017; see log_ratio_meta_loss)
+    meta_loss: str = "sum"
 
     def __post_init__(self):
         if self.unroll < 1 or self.horizon < 1 or self.horizon % self.unroll:
             raise ValueError(f"horizon ({self.horizon}) must be a positive multiple of unroll ({self.unroll})")
+        object.__setattr__(self, "curriculum", self._stages())
         for name in ("epochs", "problems_per_epoch", "n_val", "max_bad_in_row", "meta_batch", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MetaTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -89,12 +107,41 @@ class MetaTrainConfig:
             raise ValueError(f"meta_lr and clip must be positive, got {self.meta_lr}, {self.clip}")
         if self.diverge_factor is not None and not self.diverge_factor > 1:
             raise ValueError(f"diverge_factor must be > 1 (or None to disable), got {self.diverge_factor}")
+        if self.meta_loss not in META_LOSSES:
+            raise ValueError(f"meta_loss must be one of {', '.join(META_LOSSES)}, got {self.meta_loss!r}")
         object.__setattr__(self, "seed", check_seed(self.seed, "MetaTrainConfig.seed"))
+
+    def _stages(self) -> tuple[tuple[int, int], ...]:
+        """The curriculum checked, as tuples (a config read back from JSON or a saved state may hold lists)."""
+        stages = self.curriculum
+        ok = isinstance(stages, (tuple, list)) and all(
+            isinstance(s, (tuple, list)) and len(s) == 2
+            and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1 for x in s) for s in stages)
+        if not ok:
+            raise ValueError(f"MetaTrainConfig.curriculum must be stages (horizon, epochs) of positive integers, "
+                             f"got {stages!r}")
+        stages = tuple((int(h), int(e)) for h, e in stages)
+        if any(h % self.unroll for h, _ in stages):
+            raise ValueError(f"every curriculum horizon must be a multiple of unroll ({self.unroll}), got "
+                             f"{[h for h, _ in stages]}")
+        if sum(e for _, e in stages) > self.epochs:
+            raise ValueError(f"the curriculum's stages last {sum(e for _, e in stages)} epochs, more than epochs "
+                             f"({self.epochs})")
+        return stages
+
+    def horizon_at(self, epoch: int) -> int:
+        """The horizon of the training runs of (1-based) `epoch`: its curriculum stage's, or `horizon` after them."""
+        done = 0
+        for horizon, epochs in self.curriculum:
+            done += epochs
+            if epoch <= done:
+                return horizon
+        return self.horizon
 
 
 @dataclass
 class History:
-    train_loss: list[float] = field(default_factory=list)  # mean meta-loss per unroll, per epoch
+    train_loss: list[float] = field(default_factory=list)  # mean Σ_t f(θ_t) per unroll, per epoch (any meta_loss)
     # one entry per validation, the first before training: the epoch, the optimizee steps of meta-training done
     # by then, and both scores; val_loss is the one φ is selected by (cfg.val_metric)
     val_epochs: list[int] = field(default_factory=list)
@@ -175,12 +222,40 @@ def _fault_check(first, cfg: MetaTrainConfig):
     return check
 
 
-def _unroll_meta_loss(optimizer, problem, traj, cfg: MetaTrainConfig, check):
-    """One unroll with its graph: (meta-loss Σ_t mean f(θ_t), its value, the trajectory, check's fault or None)."""
-    step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True, second_order=cfg.second_order)
+def log_ratio_meta_loss(step_losses: list[Tensor], initial: Tensor, eps: float = LOG_EPS) -> Tensor:
+    """Σ_t mean_instances [log f_i(θ_t) − log f_i(θ_0)] over one unroll's losses (each [n_instances]).
+
+    initial: f(θ_0) per instance (detached). Summed over the unroll like the paper's meta-loss, so a run's total over
+    its unrolls, divided by the horizon, is Wichrowska et al.'s average log ratio. It does not change when the
+    objective is multiplied by a constant. Losses must be positive (cross-entropy and ‖Wθ − y‖² are); eps guards
+    log 0.
+    """
+    log0 = initial.detach().clamp_min(eps).log()
+    return torch.stack([(l.clamp_min(eps).log() - log0).mean() for l in step_losses]).sum()
+
+
+def log_ratio_weights(losses: Tensor, eps: float = LOG_EPS) -> Tensor:
+    """∂ log max(f_i, eps) / ∂f_i at the (detached) losses f [n_instances]: how log_ratio_meta_loss weighs each
+    instance's loss gradient (unroll's instance_weights, which keeps the first-order meta-gradient exact)."""
+    with torch.enable_grad():
+        f = losses.detach().requires_grad_(True)
+        return torch.autograd.grad(f.clamp_min(eps).log().sum(), f)[0]
+
+
+def _unroll_meta_loss(optimizer, problem, traj, cfg: MetaTrainConfig, check, initial: Tensor):
+    """One unroll with its graph: (meta-loss, the value of Σ_t mean f(θ_t), the trajectory, check's fault or None).
+
+    The meta-loss is Σ_t mean f(θ_t) itself, or with cfg.meta_loss="log_ratio" the log ratio to `initial`, f(θ_0)
+    per instance."""
+    log_ratio = cfg.meta_loss == "log_ratio"
+    weights = log_ratio_weights if log_ratio else None
+    step_losses, traj = unroll(optimizer, problem, traj, cfg.unroll, track_graph=True, second_order=cfg.second_order,
+                               instance_weights=weights)
     curve = torch.stack([l.mean() for l in step_losses])
     meta_loss = curve.sum()
     value, peak = torch.stack([meta_loss.detach(), curve.detach().max()]).tolist()
+    if log_ratio:
+        meta_loss = log_ratio_meta_loss(step_losses, initial)
     return meta_loss, value, traj, check(value, peak)
 
 
@@ -198,11 +273,11 @@ def train_on_problem(optimizer, problem, meta_opt, cfg: MetaTrainConfig, group=N
         return _train_on_problem_together(optimizer, problem, meta_opt, cfg, group)
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
-    check = _fault_check(traj, cfg)
+    check, initial = _fault_check(traj, cfg), traj.loss
     n = cfg.horizon // cfg.unroll
     losses = []
     for k in range(1, n + 1):
-        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check)
+        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check, initial)
         if fault:
             return losses, f"unroll {k}/{n}: {fault}"
         meta_opt.zero_grad(set_to_none=True)
@@ -222,11 +297,11 @@ def _train_on_problem_together(optimizer, problem, meta_opt, cfg: MetaTrainConfi
     ranks' fault flags, so all ranks take the same step or skip together."""
     params = list(optimizer.parameters())
     traj = start(optimizer, problem)
-    check = _fault_check(traj, cfg)
+    check, initial = _fault_check(traj, cfg), traj.loss
     n = cfg.horizon // cfg.unroll
     losses = []
     for k in range(1, n + 1):
-        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check)
+        meta_loss, value, traj, fault = _unroll_meta_loss(optimizer, problem, traj, cfg, check, initial)
         meta_opt.zero_grad(set_to_none=True)
         if fault is None:
             meta_loss.backward()
@@ -258,6 +333,9 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                progress: bool = True, callback=None, *, state_path=None, max_minutes: float | None = None,
                stop_when=None) -> History:
     """Meta-train `optimizer` (an LSTMOptimizer) in place on problems from `family`; returns the History.
+
+    The training runs of epoch e last cfg.horizon_at(e) steps (cfg.horizon unless cfg has a curriculum); validation
+    runs last cfg.horizon steps.
 
     On return the optimizer holds the best φ found on the validation problems (from `val_family`,
     default `family`). checkpoint: path where the best φ is saved with cfg and `info` whenever it improves.
@@ -388,11 +466,12 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                 stop = par.broadcast_object(bool(stop), "checking the time budget")
             if stop:
                 break
+            run_cfg = replace(cfg, horizon=cfg.horizon_at(epoch)) if cfg.curriculum else cfg  # this epoch's runs
             for i in range(problem0 if epoch == epoch0 else 0, P, step):
                 if state_path is not None and par is None:  # (ranks snapshot at epoch boundaries only)
                     snap = snapshot(epoch, i)
                 losses, fault = train_on_problem(optimizer, sample_problem(family, generator, cfg.meta_batch),
-                                                 meta_opt, cfg, par)
+                                                 meta_opt, run_cfg, par)
                 epoch_losses += losses
                 history.optimizee_steps += (len(losses) + (fault is not None)) * cfg.unroll * step
                 history.skipped_unrolls += int(fault is not None)

@@ -85,13 +85,14 @@ def check_resumable(state: dict, path, *, config: dict, architecture: dict, fami
     """Refuse to resume a run with different settings: the result would match neither run.
 
     defaults: the config's default values; a setting added to the config after the state was written matches
-    when it holds its default (the behaviour the older run had)."""
+    when it holds its default (the behaviour the older run had). Lists and tuples of the same items are equal (a
+    config that went through JSON holds lists where the dataclass holds tuples)."""
     fix = (f"pass the same settings to resume it, or start afresh (--fresh on the command line, fresh=True in a "
            f"notebook, or delete {path})")
     defaults = defaults or {}
     saved = {k: v for k, v in state["config"].items() if k != "epochs"}  # more epochs may extend a run
     diff = [f"{k}: {saved.get(k, defaults.get(k))!r} there, {v!r} now" for k, v in config.items()
-            if k != "epochs" and saved.get(k, defaults.get(k)) != v]
+            if k != "epochs" and _as_tuples(saved.get(k, defaults.get(k))) != _as_tuples(v)]
     diff += [f"{k}: saved but unknown now" for k in saved if k not in config]
     if diff:
         raise ValueError(f"{path} belongs to a meta-training run with a different config ({'; '.join(diff)}); {fix}")
@@ -103,6 +104,11 @@ def check_resumable(state: dict, path, *, config: dict, architecture: dict, fami
     if (state["epoch"], state["problem"]) > (epochs + 1, 0):
         raise ValueError(f"{path} has already reached epoch {state['epoch']} of a longer run, beyond epochs={epochs}; "
                          f"pass epochs >= {state['epoch'] - (state['problem'] == 0)} or delete the file")
+
+
+def _as_tuples(value):
+    """`value` with every list (at any depth) a tuple."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def restore(state: dict, optimizer, meta_opt, generator) -> None:

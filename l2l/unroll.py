@@ -12,6 +12,7 @@ truncated BPTT continues exactly where the previous unroll stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -43,7 +44,7 @@ def loss_and_grads(problem, theta, keep_graph: bool, second_order: bool = False)
     return losses, dict(zip(groups, grads))
 
 
-def linearized_loss_and_grads(problem, theta):
+def linearized_loss_and_grads(problem, theta, instance_weights: Callable[[Tensor], Tensor] | None = None):
     """f(θ) and ∇ as `loss_and_grads(keep_graph=True)` gives them, without keeping the optimizee's graph.
 
     With ∇ detached (first order), the meta-loss depends on φ only through θ, and ∂f(θ_t)/∂θ_t is ∇_t,
@@ -51,11 +52,25 @@ def linearized_loss_and_grads(problem, theta):
     f(θ_t) + (⟨θ_t, ∇_t⟩ − the same value detached) / n_instances: the same value, and under the meta-loss's
     sums and means over instances the same gradient to φ. A backward through the unroll then only runs
     through the LSTM's steps, and the 20 optimizee graphs of an unroll are never held in memory at once.
+
+    That link term is pooled over instances, so it is exact for a meta-loss Σ_t mean_i ψ(f_i(θ_t)) only when ψ
+    is linear or there is one instance. instance_weights(f) → w, w_i = ψ'(f_i), makes it exact for any such ψ
+    with several instances: the link becomes ⟨θ_t, ∇_θ Σ_i w_i f_i⟩ (one more backward through the optimizee),
+    spread over the instances with coefficients c, Σ_i w_i c_i = 1, so mean_i ψ(loss_i) has the exact gradient.
     """
     leaf = {g: t.detach().requires_grad_(True) for g, t in theta.items()}
-    losses, grads = loss_and_grads(problem, leaf, keep_graph=False)
-    link = sum((theta[g] * grads[g]).sum() for g in theta)
-    return losses.detach() + (link - link.detach()) / losses.numel(), grads
+    if instance_weights is None or problem.n_instances == 1:
+        losses, grads = loss_and_grads(problem, leaf, keep_graph=False)
+        link = sum((theta[g] * grads[g]).sum() for g in theta)
+        return losses.detach() + (link - link.detach()) / losses.numel(), grads
+    losses, grads = loss_and_grads(problem, leaf, keep_graph=True)
+    w = instance_weights(losses.detach())
+    tiny = torch.finfo(w.dtype).tiny
+    u = w / w.abs().max().clamp_min(tiny)  # w / max |w|, so that Σ u² can neither underflow nor overflow
+    weighted = torch.autograd.grad(losses, list(leaf.values()), grad_outputs=u)
+    link = sum((theta[g] * d).sum() for g, d in zip(leaf, weighted))  # ⟨θ, ∇ Σ_i w_i f_i⟩ / max |w|
+    c = u / (u * u).sum().clamp_min(tiny)  # Σ_i w_i c_i = max |w|
+    return losses.detach() + (link - link.detach()) * c, grads
 
 
 def start(optimizer, problem) -> Trajectory:
@@ -67,7 +82,8 @@ def start(optimizer, problem) -> Trajectory:
 
 
 def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
-           second_order: bool = False, retain_optimizee_graph: bool = False) -> tuple[list[Tensor], Trajectory]:
+           second_order: bool = False, retain_optimizee_graph: bool = False,
+           instance_weights: Callable[[Tensor], Tensor] | None = None) -> tuple[list[Tensor], Trajectory]:
     """Advance `traj` by `steps` optimizer steps.
 
     Returns the losses f(θ_{t+1}) … f(θ_{t+steps}) (each [n_instances]) and the new trajectory.
@@ -77,6 +93,7 @@ def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
     The meta-gradient is first order (∇ detached) unless second_order. First-order losses are linearized
     (see `linearized_loss_and_grads`); retain_optimizee_graph=True backpropagates through the optimizee's
     own graph instead, which gives the same meta-gradient more slowly (kept to test exactly that).
+    instance_weights: for a meta-loss that is not a plain sum of the losses (see `linearized_loss_and_grads`).
     """
     theta, grads, state = traj.theta, traj.grads, traj.state
     losses = []
@@ -88,7 +105,7 @@ def unroll(optimizer, problem, traj: Trajectory, steps: int, track_graph: bool,
         else:
             theta, state = optimizer.step(theta, grads, state)
         if track_graph and not (second_order or retain_optimizee_graph):
-            step_losses, grads = linearized_loss_and_grads(problem, theta)
+            step_losses, grads = linearized_loss_and_grads(problem, theta, instance_weights)
         else:
             theta = {g: t if t.requires_grad else t.requires_grad_(True) for g, t in theta.items()}
             step_losses, grads = loss_and_grads(problem, theta, keep_graph=track_graph, second_order=second_order)

@@ -13,8 +13,7 @@ from torch import nn
 
 import l2l
 from l2l.general import (TRAIN_TASKS, VALIDATION_TASKS, HorizonCurriculum, RNNpropConfig, RNNpropOptimizer,
-                         ScaledProblem, SmallNetFamily, TaskMixture, TaskSpec, log_ratio_meta_loss,
-                         meta_train_curriculum)
+                         ScaledProblem, SmallNetFamily, TaskMixture, TaskSpec, log_ratio_meta_loss)
 from l2l.general.optimizer import rnnprop_inputs
 from l2l.general.tasks import GROUP
 from l2l.unroll import start, unroll
@@ -240,21 +239,50 @@ def test_smoke_meta_training_gives_finite_losses(meta_batch):
         assert any(not torch.equal(a, b) for a, b in zip(before, opt.parameters()))
 
 
-def test_curriculum_runs_its_stages(tmp_path):
+def test_curriculum_builds_the_config_of_one_run():
     cur = HorizonCurriculum.doubling(2, 8, epochs_per_stage=1)
-    assert cur.stages == ((2, 1), (4, 1), (8, 1)) and cur.epochs == 3
-    assert [cur.horizon_at(e) for e in (1, 2, 3, 9)] == [2, 4, 8, 8]
+    assert cur.stages == ((2, 1), (4, 1), (8, 1)) and cur.epochs == 3 and cur.final_horizon == 8
     with pytest.raises(ValueError):
         HorizonCurriculum(((4, 1), (2, 1)))
+    cfg = cur.config(l2l.MetaTrainConfig(unroll=2, horizon=2), meta_loss="log_ratio")
+    assert (cfg.curriculum, cfg.horizon, cfg.epochs, cfg.meta_loss) == (cur.stages, 8, 3, "log_ratio")
+    assert [cfg.horizon_at(e) for e in (1, 2, 3)] == [2, 4, 8]
+    assert HorizonCurriculum(((8, 5),)).config(cfg).curriculum == ()  # one stage: no curriculum
+    with pytest.raises(ValueError, match="multiple of unroll"):
+        cur.config(l2l.MetaTrainConfig(unroll=4, horizon=8))
+    recipe = l2l.general.ABLATIONS["full"]
+    full = recipe.config(l2l.MetaTrainConfig())
+    assert full.curriculum == recipe.curriculum().stages and full.horizon == recipe.final_horizon
+    assert full.unroll == recipe.unroll and full.epochs == recipe.curriculum().epochs
+    plain = l2l.general.ABLATIONS["no curriculum"].config(l2l.MetaTrainConfig())
+    assert plain.curriculum == () and plain.epochs == full.epochs and plain.horizon == full.horizon
+
+
+def test_curriculum_run_takes_its_steps_and_resumes_exactly(tmp_path):
+    """One meta_train call runs the stages: 2, then 4 optimizee steps per problem, validated at 4; paused after
+    each epoch and resumed, it ends with the φ and History of an uninterrupted run."""
     mixture = synthetic_mixture(TINY, batch_size=8)
-    cfg = l2l.MetaTrainConfig(unroll=2, horizon=2, problems_per_epoch=1, n_val=1, meta_lr=1e-2)
-    short = HorizonCurriculum(((2, 1), (4, 1)))
-    histories = meta_train_curriculum(RNNpropOptimizer(), mixture, cfg, short, state_dir=tmp_path, progress=False)
-    assert [h.optimizee_steps for h in histories] == [2, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage0.pt", "stage1.pt"]
-    opt = RNNpropOptimizer()  # calling again loads the finished stages instead of repeating them
-    again = meta_train_curriculum(opt, mixture, cfg, short, state_dir=tmp_path, progress=False)
-    assert [h.val_loss for h in again] == [h.val_loss for h in histories]
+    val = synthetic_mixture(TINY, param_scale=0.0, batch_size=8)
+    cfg = HorizonCurriculum(((2, 1), (4, 1))).config(
+        l2l.MetaTrainConfig(unroll=2, problems_per_epoch=2, n_val=1, meta_lr=1e-2, meta_loss="log_ratio"))
+    steps = []
+    torch.manual_seed(0)
+    whole = RNNpropOptimizer()
+    history = l2l.meta_train(whole, mixture, cfg, val_family=val, progress=False,
+                             callback=lambda epoch, h: steps.append(h.optimizee_steps))
+    assert steps == [2 * 2, 2 * 2 + 2 * 4] and history.val_steps == [0, 4, 12]
+    assert all(math.isfinite(v) for v in history.train_loss + history.val_loss)
+    calls = []
+    for _ in range(3):  # the first call trains epoch 1 and pauses, the second epoch 2, the third loads the result
+        torch.manual_seed(0)
+        opt, checks = RNNpropOptimizer(), iter([False, True])
+        again = l2l.meta_train(opt, mixture, cfg, val_family=val, progress=False, state_path=tmp_path / "s.pt",
+                               stop_when=lambda: next(checks))
+        calls.append(again.epochs_done)
+    assert calls == [1, 2, 2]
+    for a, b in zip(whole.state_dict().values(), opt.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (again.train_loss, again.val_loss, again.optimizee_steps) == (history.train_loss, history.val_loss, 12)
 
 
 def test_log_ratio_meta_loss():

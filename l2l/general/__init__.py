@@ -10,12 +10,12 @@ two-layer LSTM:
 
 `l2l.LearnedOptimizer` applies a trained RNNpropOptimizer to any model; its param-group `lr` scales the steps.
 """
-from .curriculum import HorizonCurriculum, log_ratio_meta_loss, meta_train_curriculum
+from .curriculum import HorizonCurriculum, log_ratio_meta_loss
 from .optimizer import RNNpropConfig, RNNpropNet, RNNpropOptimizer
 from .recipe import ABLATIONS, Recipe, build
 from .tasks import (TRAIN_TASKS, VALIDATION_TASKS, ScaledProblem, SmallNetFamily, TaskMixture, TaskSpec,
                     validation_mixture)
 
-__all__ = ["ABLATIONS", "Recipe", "build", "HorizonCurriculum", "log_ratio_meta_loss", "meta_train_curriculum",
-           "RNNpropConfig", "RNNpropNet", "RNNpropOptimizer", "TRAIN_TASKS",
-           "VALIDATION_TASKS", "ScaledProblem", "SmallNetFamily", "TaskMixture", "TaskSpec", "validation_mixture"]
+__all__ = ["ABLATIONS", "Recipe", "build", "HorizonCurriculum", "log_ratio_meta_loss", "RNNpropConfig",
+           "RNNpropNet", "RNNpropOptimizer", "TRAIN_TASKS", "VALIDATION_TASKS",
+           "ScaledProblem", "SmallNetFamily", "TaskMixture", "TaskSpec", "validation_mixture"]
