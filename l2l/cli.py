@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .profiles import PROFILES
@@ -193,6 +194,19 @@ def cmd_train(args) -> None:
     print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
 
 
+def local_kernel_manager(folder: str):
+    """A kernel manager class whose kernel talks over Unix sockets in `folder`, not over unencrypted TCP on
+    localhost (which ipykernel warns about at every start, and which any local user could connect to)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport, self.ip = "ipc", os.path.join(folder, "kernel")
+
+    return LocalKernelManager
+
+
 def cmd_run(args) -> None:
     import papermill
 
@@ -206,8 +220,10 @@ def cmd_run(args) -> None:
     params = {"profile": s.profile, "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes,
               "fresh": args.fresh}
     print(f"executing {display_path(notebook)} with {params} into {output}")
-    papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebook.parent),
-                               progress_bar=not args.no_progress, log_output=False)
+    with tempfile.TemporaryDirectory(prefix="l2l-kernel-") as sockets:
+        extra = {"kernel_manager_class": local_kernel_manager(sockets)} if os.name == "posix" else {}
+        papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebook.parent),
+                                   progress_bar=not args.no_progress, log_output=False, **extra)
     paused = [line for cell in json.loads(output.read_text())["cells"] for o in cell.get("outputs", [])
               for line in "".join(o.get("text", "")).splitlines() if line.startswith("paused at ")]
     print(paused[0] if paused else f"finished: {output}")

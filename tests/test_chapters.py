@@ -153,6 +153,7 @@ def test_cli_run_executes_the_notebook_and_reuses_its_training(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     assert state.read_bytes() == before and "finished" in second.stdout
+    assert "without encryption" not in first.stderr + second.stderr  # the kernel talks over local sockets
     cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
     assert any("image/svg+xml" in o.get("data", {}) for c in cells for o in c.get("outputs", []))  # its figures
 
