@@ -271,7 +271,10 @@ def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: s
         for path in sorted((root / chapter / "state").glob("*.pt")):
             state = load_state(path)
             h, cfg = state["history"], state["config"]
-            planned = cfg["epochs"] * cfg["problems_per_epoch"] * cfg["horizon"]
+            stages = cfg.get("curriculum") or ()  # (horizon, epochs) stages, then the horizon (MetaTrainConfig)
+            staged = sum(e for _, e in stages)
+            planned = cfg["problems_per_epoch"] * (sum(h * e for h, e in stages)
+                                                  + (cfg["epochs"] - staged) * cfg["horizon"])
             best = (h["val_loss"][h["val_epochs"].index(h["best_epoch"])]
                     if h.get("val_epochs") and h["best_epoch"] in h["val_epochs"] else math.nan)
             rows.append({"chapter": chapter_link(chapter, page), "meta-training": path.stem,
