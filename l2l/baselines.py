@@ -161,7 +161,7 @@ def tune_baselines(family, steps: int, n_problems: int, seed: int, grid=LR_GRID,
             if len(tried) < 2 or best not in (tried[0], tried[-1]) or not math.isfinite(scores[name][best]):
                 break
             beyond = tried[0] ** 2 / tried[1] if best == tried[0] else tried[-1] ** 2 / tried[-2]
-            score(name, beyond)
+            score(name, float(f"{beyond:.6g}"))  # 1e-4, not 9.999999999999999e-05
     rates = {name: min(scores[name], key=scores[name].get) for name in names}
     for name, lr in rates.items():
         if not math.isfinite(scores[name][lr]):

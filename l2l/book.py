@@ -105,7 +105,8 @@ def meta_training_caption(subject: str, history, profile: str, metric: str = "su
     """Caption for `plots.plot_meta_training`; metric: the validation score plotted (MetaTrainConfig.val_metric)."""
     h = history if isinstance(history, dict) else vars(history)
     score = ("the loss summed over the horizon" if metric == "summed"
-             else "the final loss, each network's loss at the last step on a fixed evaluation batch")
+             else "the final loss, each problem's loss at the last step, on a fixed evaluation batch where the "
+                  "problem has minibatches")
     steps = h.get("optimizee_steps")
     budget = f" ({steps:,} optimizee steps)" if steps else ""
     return caption(f"{subject}: the validation score φ is chosen by ({score}, mean over the validation problems) "

@@ -138,8 +138,9 @@ def verdict(result: dict, profile: str = "paper") -> str:
     when some baseline is significantly better than it, and not significant in between. A negative claim ("the
     LSTM fails") is reproduced when some baseline is significantly better, not reproduced when the LSTM is
     significantly better than all of them, and not significant in between. Where the run judged other
-    meta-training seeds (`across_seeds`), a claim is reproduced only if it holds for every one of them too; if
-    some disagree in sign, the verdict is "not significant".
+    meta-training seeds (`across_seeds`), a claim is reproduced only if it holds for every one of them too: a
+    claim significant for the main optimizer that some other seed contradicts is "not significant". (The other
+    verdicts rest on the main optimizer alone; the seeds table shows the rest.)
     """
     if profile != "paper":
         return NOT_AT_SCALE

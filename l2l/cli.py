@@ -291,9 +291,9 @@ def cmd_status(args) -> None:
     profile = resolve_profile(args.profile)
     out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, profile)
     states = sorted((out / "state").glob("*.pt"))
+    kept = sorted(eval_dir(out).glob("*.pt"))
     if not states:
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
-        return
     rows = []
     for path in states:
         state = load_state(path)
@@ -303,9 +303,9 @@ def cmd_status(args) -> None:
                      "optimizee steps": f"{h['optimizee_steps']:,}",
                      "best validation loss": f"{best:.4g} ({cfg.get('val_metric', 'summed')}, epoch {h['best_epoch']})",
                      "stages": len(h.get("stages", [])), "hours": f"{h['wall_time_s'] / 3600:.2f}"})
-    print(f"{args.task}, profile {profile}, in {args.out or display_path(out)}")
-    print(table(rows))
-    kept = sorted(eval_dir(out).glob("*.pt"))
+    if rows:
+        print(f"{args.task}, profile {profile}, in {args.out or display_path(out)}")
+        print(table(rows))
     print(f"finished comparisons kept: {', '.join(p.stem for p in kept) if kept else 'none'}")
 
 

@@ -50,26 +50,33 @@ def _load(optimizer):
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
-    """A meta-trained coordinatewise LSTM (paper, section 2) driving any model's parameters.
+    """A meta-trained coordinatewise LSTM (paper, section 2) driving any model's parameters: the paper's
+    LSTMOptimizer, or l2l.general's RNNpropOptimizer (whose step is −lr·α·tanh(·), with Adam-like moments m, v
+    and a step count kept per parameter besides h and c).
 
     params: an iterable of tensors or of parameter-group dicts, as for any torch optimizer. A group may
         name the LSTM that serves it, `{"params": ..., "lstm": "conv"}`, when the trained optimizer holds
         several (CIFAR: "conv" and "fc"); a group that names none gets the LSTM called "default". The name
         is resolved by `LSTMOptimizer.lstm_name`, the routing rule of meta-training too.
     optimizer: the name of a shipped optimizer (`l2l.trained.available()`), the path of a checkpoint
-        saved by `l2l.save_optimizer` / `meta_train`, or an `LSTMOptimizer` (copied, then frozen).
+        saved by `l2l.save_optimizer` / `meta_train`, or an `LSTMOptimizer` or `RNNpropOptimizer` (copied,
+        then frozen).
     lr: multiplies the learned update; 1.0 (the default) is the optimizer exactly as it was trained. It is
         also what torch's learning-rate schedulers scale.
     """
 
-    def __init__(self, params, optimizer: str | os.PathLike | LSTMOptimizer = "mnist", lr: float = 1.0):
+    def __init__(self, params, optimizer="mnist", lr: float = 1.0):
         lstm, self.source = _load(optimizer)
         self.lstm = copy.deepcopy(lstm).requires_grad_(False).eval()  # a private, frozen φ
         self._on_device: dict[torch.device, LSTMOptimizer] = {}
-        self.rnnprop = not isinstance(self.lstm, LSTMOptimizer)  # l2l.general's: one network for every group
         # None: every group must name its LSTM
         default = DEFAULT if self.rnnprop or DEFAULT in self.lstm.nets else None
         super().__init__(params, {"lr": lr, "lstm": default})
+
+    @property
+    def rnnprop(self) -> bool:
+        """Whether φ is l2l.general's RNNprop optimizer (one network for every group) rather than the paper's."""
+        return not isinstance(self.lstm, LSTMOptimizer)
 
     # --- parameter groups -------------------------------------------------------------------------------
     def _lstm_name(self, name) -> str:
@@ -158,7 +165,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             if not self.state[p]:
                 n = p.numel()
                 h, c = rnnprop.net.init_state(n, p.device, dtype).stacked()
-                self.state[p].update(step=torch.tensor(0.0), m=torch.zeros(len(cfg.beta1), n, device=p.device,
+                self.state[p].update(step=torch.tensor(0, dtype=torch.int64), m=torch.zeros(len(cfg.beta1), n, device=p.device,
                                      dtype=dtype), v=torch.zeros(n, device=p.device, dtype=dtype), h=h, c=c)
         by_step: dict[int, list] = {}
         for p in params:
@@ -183,8 +190,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     # --- saving and resuming ---------------------------------------------------------------------------
     def __getstate__(self) -> dict:  # torch's keeps only defaults, state and groups; copies need φ too
-        return {**super().__getstate__(), "lstm": self.lstm, "source": self.source, "rnnprop": self.rnnprop,
-                "_on_device": {}}
+        return {**super().__getstate__(), "lstm": self.lstm, "source": self.source, "_on_device": {}}
 
     def state_dict(self) -> dict:
         """torch's optimizer state dict, plus φ and its architecture under "learned_optimizer"."""
@@ -214,5 +220,6 @@ class LearnedOptimizer(torch.optim.Optimizer):
         params = chain.from_iterable(g["params"] for g in self.param_groups)
         for k, p in zip(ids, params):
             if k in state_dict["state"]:
-                self.state[p] = {name: v.to(device=p.device, dtype=dtype, copy=True)
+                self.state[p] = {name: v.to(device=p.device, copy=True) if name == "step"  # a count, not a float
+                                 else v.to(device=p.device, dtype=dtype, copy=True)
                                  for name, v in state_dict["state"][k].items()}

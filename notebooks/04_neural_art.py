@@ -37,13 +37,15 @@
 #
 # Content photos come in fixed splits: tiny-imagenet's 64×64 validation photos, sorted by number, give 1800
 # training, 20 validation and 100 test images (indices 0–1799, 1800–1819, 1820–1919); the 128×128 test uses
-# BSDS500's first 20 `val` and first 100 `test` photos, centre-cropped and resized. The training painting is
+# BSDS500's first 20 `val` and first 100 `test` photos, centre-cropped and resized (each profile tests the first
+# `n_test` of them: 20 at the paper profile). The training painting is
 # van Gogh's *Starry Night*, the new one Hokusai's *Great Wave*.
 #
 # **Scale, budget and protocol.** The paper profile is the paper's setup: 64-px training on 1,800 photos, problems
 # of 8 photos, 128 steps in unrolls of 32, 15 epochs of 15 problems (each training photo seen about once). φ is
-# chosen by the *final* validation loss of 16 validation photos, checked every 2 epochs. Each setting's
-# baselines are tuned on 8 validation photos, over decade grids around the optima of a smaller run. Where a
+# chosen by the *final* validation loss of 2 problems of 8 photos, drawn with replacement from the 20
+# validation photos, checked every 2 epochs. Each setting's baselines are tuned on one such problem, over
+# decade grids around the optima of a smaller run. Where a
 # choice lands at a grid's edge, the grid is extended. A run that diverges counts as the worst loss for its
 # baseline. The test uses 20 held-out photos per setting. On a CPU the VGG-19 forward and backward
 # dominate every step, and it is already within 1.2–1.3× of its arithmetic floor (`benchmarks/RESULTS.md`). So
@@ -96,8 +98,9 @@ display(Markdown(
 # %% [markdown]
 # ## Meta-training on one painting
 #
-# After every epoch the LSTM is frozen and scored on validation photos by its summed loss over the 128-step
-# horizon (fewer at the small profiles); the best φ is kept.
+# At every validation the LSTM is frozen and scored on validation photos, and the best φ is kept. At the paper
+# profile the score is each problem's final loss after the 128 steps, checked every 2 epochs, as the paper picks
+# φ; the small profiles use the loss summed over their shorter horizon, after every epoch.
 
 # %%
 trained = art.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)

@@ -226,5 +226,8 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert calls == [1, 1, 1]
+    monkeypatch.setitem(common._CODE, "digest", "the library changed")  # same inputs, other code: recomputed
+    common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
+    assert calls == [1, 1, 1, 1]
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
     assert not cache.exists()

@@ -72,10 +72,10 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
     table = {
         # Sized by the measured costs to about 10 CPU-hours (benchmarks/RESULTS.md, issue 17): meta-training as the
         # paper's (225 problems of 8 photos = the 1800 training photos once each in expectation), φ chosen by the
-        # final loss of 2 validation problems (16 photos) every 2 epochs; baselines tuned on one problem of 8
-        # validation photos per setting, on decade grids around the quick profile's optima (NAG one decade lower
-        # at 128 px, where the quick run chose its grid's bottom), extended while a choice sits at an edge; 20 test
-        # photos per setting (the most that fits: 8 more cost ~0.6 h).
+        # final loss of 2 validation problems (8 photos each, drawn with replacement from the 20 validation
+        # photos) every 2 epochs; baselines tuned on one such problem per setting, on decade grids around the quick
+        # profile's optima (NAG one decade lower at 128 px, where the quick run chose its grid's bottom), extended
+        # while a choice sits at an edge; the first 20 test photos per setting (8 more cost ~0.6 h).
         "paper": dict(meta=MetaTrainConfig(horizon=128, unroll=32, epochs=15, problems_per_epoch=15, n_val=2,
                                            val_metric="final", val_every=2, meta_lr=1e-3, seed=seed),
                       size=64, test_size=128, n_train=1800, n_val=20, n_test=20, batch=8, n_tune=1,
@@ -137,7 +137,8 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
 
     setting: "a" or "b", whose grids (s.lr_grids) the tuning uses. cache: a file keeping the finished comparison
     (reused only for the same φ, settings, families and seeds: a stopped run does not redo hours of 128-px work).
-    Returns (curves {name: [n_test, steps + 1]}, tuning, results {name: final images [n_test, 3, S, S]});
+    Returns (curves {name: [n_test, steps + 1]}, tuning, results {name: final images [n_test, 3, S, S] in [0, 1],
+    at 8 bits per channel as Figure 9's PNGs});
     a diverged run's losses are +inf from the step it overflowed.
     """
     key = common.fingerprint({"LSTM": lstm}, test_family, val_family, s.steps, s.n_tune, len(test_family), seeds,
@@ -157,12 +158,13 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
             c = torch.cat([c for c, _ in runs])
             curves[name] = torch.where(torch.isnan(c), math.inf, c)
             size = test_family.size
-            results[name] = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size)
-                                       for _, theta in runs]).clamp(0, 1)
+            images = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size) for _, theta in runs])
+            results[name] = (images.clamp(0, 1) * 255).round().to(torch.uint8)  # 8-bit, as the PNGs are
         return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
 
     result = common.kept(cache, key, run)
-    return result["curves"], Tuning(result["rates"], result["scores"]), result["results"]
+    images = {name: im.float() / 255 for name, im in result["results"].items()}
+    return result["curves"], Tuning(result["rates"], result["scores"]), images
 
 
 def diverged(curves: dict) -> dict[str, int]:

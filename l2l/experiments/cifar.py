@@ -50,7 +50,7 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
         # the paper's network, batch and horizon; the protocol of the MNIST chapter: φ chosen by the final loss of
         # 10 validation networks on a fixed evaluation batch (every 2 epochs = 4,000 steps); 6×10⁴ optimizee steps
         # per LSTM (30 epochs × 20 networks × 100 steps); baselines tuned on 5 networks over 1e-4 … 10; 50 test
-        # networks per panel. About 6 CPU-hours on one core in all (the plan is in the chapter's notes).
+        # networks per panel. About 8 CPU-hours on one core in all (benchmarks/RESULTS.md, the chapter's notes).
         "paper": dict(meta=MetaTrainConfig(epochs=30, problems_per_epoch=20, n_val=10, val_metric="final",
                                            val_every=2, meta_lr=3e-3, seed=seed),
                       batch_size=128, n_tune=5, n_test=50, lr_grid=WIDE_GRID, n_accuracy=2_000),

@@ -1,6 +1,7 @@
 """What every chapter does the same way: its seeds, its test comparison (`compare`), and the record of its run."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import time
@@ -73,15 +74,42 @@ def kept(cache: Path | None, key: str, compute):
 
 def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
                  cache_key) -> str:
-    """A digest of everything a comparison's result depends on (the learned φ bytes included)."""
+    """A digest of everything a comparison's result depends on: the learned optimizers' architecture and φ bytes,
+    the families, steps, problem counts, seeds, grid, `cache_key`, and the code that computes it (`code_digest`,
+    torch's version), so a kept result is never reused after the library changed."""
+    import torch
+
     digest = hashlib.sha256(json.dumps(
         [repr(fam), repr(tune_family), steps, n_tune, n_test, seeds, [float(g) for g in grid],
-         final_metric is not None, cache_key, sorted(learned)], sort_keys=True, default=str).encode())
+         final_metric is not None, cache_key, sorted(learned), [learned[n].describe() for n in sorted(learned)],
+         code_digest(), torch.__version__], sort_keys=True, default=str).encode())
     for name in sorted(learned):
         for pname, t in sorted(learned[name].state_dict().items()):
             digest.update(pname.encode())
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+_CODE = {}
+
+
+def code_digest() -> str:
+    """A digest of the library's code: every l2l module's syntax tree without docstrings, so editing prose or
+    comments keeps kept results, and editing code does not."""
+    if "digest" not in _CODE:
+        digest = hashlib.sha256()
+        root = Path(__file__).resolve().parents[1]
+        for path in sorted(root.rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):
+                    node.body = body[1:] or [ast.Pass()]
+            digest.update(str(path.relative_to(root)).encode() + ast.dump(tree).encode())
+        _CODE["digest"] = digest.hexdigest()
+    return _CODE["digest"]
 
 
 def record_run(out_dir: Path, *, chapter: str, notebook: str, settings, seed: int, device: str, started: float,

@@ -199,8 +199,10 @@ def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True, ou
             curves, tuning, _ = compare(lstm, fam, s.steps, s, seeds, progress=False, cache=cache)
             finals = {n: c[:, -1].mean().item() for n, c in curves.items()}
             best = min((n for n in finals if n != "LSTM"), key=finals.get)
-            seeds_paired = {seed: paired({**curves, "LSTM": run_problems(opt, fam, s.steps, s.n_test, seeds["test"])[0]},
-                                         "LSTM", best, "final") for seed, opt in (others or {}).items()}
+            kept = None if out is None else chapter.eval_dir(out) / f"grid-{width}x{depth}-seeds.pt"
+            others_curves = seed_curves(others or {}, fam, s.steps, s, seeds, kept)
+            seeds_paired = {seed: paired({**curves, "LSTM": c}, "LSTM", best, "final")
+                            for seed, c in others_curves.items()}
             cells.append({"width": width, "depth": depth, "lstm": finals["LSTM"], "finals": finals,
                           "rates": tuning.rates, "best_baseline": best, "baseline": finals[best],
                           "rate": tuning.rates[best], "paired": paired(curves, "LSTM", best, "final"),
@@ -225,11 +227,15 @@ def other_seeds(training: Training) -> dict:
     return {str(t.cfg.seed): t.optimizer for t in training.seeds}
 
 
-def seed_curves(training: Training, fam, steps: int, s: Settings, seeds: dict) -> dict:
-    """{seed: curves} of each other meta-training seed's optimizer on the test networks of `fam` (the same
-    networks and minibatches as every comparison of `fam` over `steps`)."""
-    return {seed: run_problems(opt, fam, steps, s.n_test, seeds["test"])[0]
-            for seed, opt in other_seeds(training).items()}
+def seed_curves(others: dict, fam, steps: int, s: Settings, seeds: dict, cache: Path | None = None) -> dict:
+    """{seed: curves} of each other meta-training seed's optimizer (others: {seed: optimizer}, `other_seeds`) on
+    the test networks of `fam`: the same networks and minibatches as every comparison of `fam` over `steps`.
+    cache: where they are kept (common.kept), so a stopped run does not redo them."""
+    if not others:
+        return {}
+    key = common.fingerprint(others, fam, fam, steps, 0, s.n_test, seeds, [], False, {"what": "other seeds"})
+    return common.kept(cache, key, lambda: {seed: run_problems(opt, fam, steps, s.n_test, seeds["test"])[0]
+                                            for seed, opt in others.items()})
 
 
 def accuracy_table(accuracy: dict, tuning) -> list[dict]:
@@ -239,13 +245,15 @@ def accuracy_table(accuracy: dict, tuning) -> list[dict]:
 
 
 def search_table(training: Training) -> list[dict]:
-    """One row per meta-training: its meta learning rate, seed, budget and best validation final loss."""
+    """One row per meta-training: its meta learning rate, seed, budget, best validation final loss, and the stages
+    and hours it took."""
     rows = []
     for t in training.all:
         h = t.history
         rows.append({"meta-training": t.name, "meta lr": f"{t.cfg.meta_lr:.3g}", "seed": t.cfg.seed,
                      "optimizee steps": f"{h.optimizee_steps:,}", f"best validation {t.cfg.val_metric} loss":
-                     f"{h.best_val:.4g}", "at steps": f"{h.val_steps[h.val_epochs.index(h.best_epoch)]:,}"})
+                     f"{h.best_val:.4g}", "at steps": f"{h.val_steps[h.val_epochs.index(h.best_epoch)]:,}",
+                     "stages": len(h.stages), "hours": f"{h.wall_time_s / 3600:.1f}"})
     return rows
 
 
@@ -273,13 +281,15 @@ def plot_budget(training: Training):
     return fig
 
 
-def judge(comparisons: dict, training: Training, s: Settings, seeds: dict) -> list[dict]:
+def judge(comparisons: dict, training: Training, s: Settings, seeds: dict, out: Path | None = None) -> list[dict]:
     """Each claim of `comparisons` ({claim id: (test, curves, the test networks' family, steps)}, test from
     l2l.claims) on the final and the summed loss, for the main optimizer and, on the same test networks, each
-    other meta-training seed (`claims.across_seeds`); as `paper.record` entries for run.json."""
+    other meta-training seed (`claims.across_seeds`); as `paper.record` entries for run.json. out: the run's
+    directory, where the other seeds' test runs are kept (chapter.eval_dir)."""
     entries = []
     for claim, (test, curves, fam, steps) in comparisons.items():
-        others = seed_curves(training, fam, steps, s, seeds)
+        kept = None if out is None else chapter.eval_dir(out) / f"seeds-{claim}.pt"
+        others = seed_curves(other_seeds(training), fam, steps, s, seeds, kept)
         entries += [paper.record(claim, across_seeds(test, curves, others, metric=metric))
                     for metric in ("final", "summed")]
     return entries
