@@ -43,7 +43,7 @@
 #
 # **Scale, budget and protocol.** The paper profile is the paper's setup: 64-px training on 1,800 photos, problems
 # of 8 photos, 128 steps in unrolls of 32, 15 epochs of 15 problems (each training photo seen about once). φ is
-# chosen by the *final* validation loss of 2 problems of 8 photos, drawn with replacement from the 20
+# chosen by the *final* validation loss of 2 problems of 8 different photos, each drawn from the 20
 # validation photos, checked every 2 epochs. Each setting's baselines are tuned on one such problem, over
 # decade grids around the optima of a smaller run. Where a
 # choice lands at a grid's edge, the grid is extended. A run that diverges counts as the worst loss for its

@@ -127,6 +127,10 @@ def test_sampling_is_seeded(random_vgg):
     a = fam.sample(torch.Generator().manual_seed(3)).init()["image"]
     b = fam.sample(torch.Generator().manual_seed(3)).init()["image"]
     assert torch.equal(a, b) and a.shape == (3 * 16 * 16,)
+    many = StyleFamily(content, torch.rand(3, 16, 30), size=16, batch=5)  # as many photos as the family has
+    for seed in range(5):
+        images = many.sample(torch.Generator().manual_seed(seed)).content
+        assert len({tuple(im.flatten().tolist()) for im in images}) == 5  # each photo once in a problem
 
 
 def test_image_reader_and_resize(tmp_path):

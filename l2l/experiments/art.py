@@ -72,7 +72,7 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
     table = {
         # Sized by the measured costs to about 10 CPU-hours (benchmarks/RESULTS.md, issue 17): meta-training as the
         # paper's (225 problems of 8 photos = the 1800 training photos once each in expectation), φ chosen by the
-        # final loss of 2 validation problems (8 photos each, drawn with replacement from the 20 validation
+        # final loss of 2 validation problems (8 different photos each, drawn from the 20 validation
         # photos) every 2 epochs; baselines tuned on one such problem per setting, on decade grids around the quick
         # profile's optima (NAG one decade lower at 128 px, where the quick run chose its grid's bottom), extended
         # while a choice sits at an edge; the first 20 test photos per setting (8 more cost ~0.6 h).

@@ -230,8 +230,8 @@ class StyleProblem:
 @dataclass
 class StyleFamily:
     """Restyle content photos (uint8 or [0, 1] float, [N, 3, S, S] or a list of [3, H, W]) with one style
-    image ([3, H, W]) at `size`×`size` pixels. `sample` draws `batch` content images at random (with
-    replacement); `problem(indices)` restyles given ones (test sets: each image once).
+    image ([3, H, W]) at `size`×`size` pixels. `sample` draws `batch` different content images at random;
+    `problem(indices)` restyles given ones (test sets: each image once).
     """
 
     content: Tensor | list = field(repr=False)
@@ -293,7 +293,12 @@ class StyleFamily:
         return StyleProblem(self, content, theta0)
 
     def sample(self, generator: torch.Generator) -> StyleProblem:
-        idx = torch.randint(0, len(self), (self.batch,), generator=generator).tolist()
+        """`batch` content images drawn at random, all different while the family has that many (a problem that
+        holds one photo twice would weigh it twice), with replacement only when it has fewer."""
+        if self.batch <= len(self):
+            idx = torch.randperm(len(self), generator=generator)[:self.batch].tolist()
+        else:
+            idx = torch.randint(0, len(self), (self.batch,), generator=generator).tolist()
         return self.problem(idx, generator)
 
 
