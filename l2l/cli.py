@@ -281,31 +281,19 @@ def test_description(family) -> str:
 
 
 def cmd_status(args) -> None:
-    from .experiments.chapter import eval_dir
+    from .experiments.chapter import eval_dir, progress
     from .meta import display_path
     from .profiles import resolve_profile
     from .results import results_dir
-    from .training_state import load_state
 
     module = chapter(args.task)
-    profile = resolve_profile(args.profile)
-    out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, profile)
-    states = sorted((out / "state").glob("*.pt"))
-    kept = sorted(eval_dir(out).glob("*.pt"))
-    if not states:
+    s = module.settings(args.profile)
+    out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
+    print(f"{args.task}, profile {s.profile}, in {args.out or display_path(out)}")
+    if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
-    rows = []
-    for path in states:
-        state = load_state(path)
-        h, cfg = state["history"], state["config"]
-        best = h["val_loss"][h["val_epochs"].index(h["best_epoch"])] if h.get("val_epochs") else float("nan")
-        rows.append({"training": path.stem, "epochs": f"{h['epochs_done']} of {cfg['epochs']}",
-                     "optimizee steps": f"{h['optimizee_steps']:,}",
-                     "best validation loss": f"{best:.4g} ({cfg.get('val_metric', 'summed')}, epoch {h['best_epoch']})",
-                     "stages": len(h.get("stages", [])), "hours": f"{h['wall_time_s'] / 3600:.2f}"})
-    if rows:
-        print(f"{args.task}, profile {profile}, in {args.out or display_path(out)}")
-        print(table(rows))
+    print(table(progress(module.trainings(s), out)))
+    kept = sorted(eval_dir(out).glob("*.pt"))
     print(f"finished comparisons kept: {', '.join(p.stem for p in kept) if kept else 'none'}")
 
 

@@ -259,26 +259,20 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
 
 
 def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: str = "book/summary") -> list[dict]:
-    """How far each paper-scale run still under way has got: one row per saved training state (committed in
-    results/<chapter>/state/ between stages) of a chapter whose committed run.json is not yet at the paper profile."""
-    from .training_state import load_state
+    """How far each paper-scale run still under way has got: one row per planned meta-training (and any other saved
+    state) of a chapter whose committed run.json is not yet at the paper profile but whose paper-profile training
+    states are committed in results/<chapter>/state/ (`chapter.progress`)."""
+    import importlib
+
+    from .experiments.chapter import progress
 
     root = Path(root) if root is not None else Path(__file__).resolve().parents[1] / "results"
     rows = []
-    for chapter in CHAPTERS:
-        if (runs.get(chapter) or {}).get("profile") == "paper":
+    for name in CHAPTERS:
+        if (runs.get(name) or {}).get("profile") == "paper" or not (root / name / "state").is_dir():
             continue
-        for path in sorted((root / chapter / "state").glob("*.pt")):
-            state = load_state(path)
-            h, cfg = state["history"], state["config"]
-            stages = cfg.get("curriculum") or ()  # (horizon, epochs) stages, then the horizon (MetaTrainConfig)
-            staged = sum(e for _, e in stages)
-            planned = cfg["problems_per_epoch"] * (sum(h * e for h, e in stages)
-                                                  + (cfg["epochs"] - staged) * cfg["horizon"])
-            best = (h["val_loss"][h["val_epochs"].index(h["best_epoch"])]
-                    if h.get("val_epochs") and h["best_epoch"] in h["val_epochs"] else math.nan)
-            rows.append({"chapter": chapter_link(chapter, page), "meta-training": path.stem,
-                         "optimizee steps": f"{h['optimizee_steps']:,} of {planned:,}",
-                         "best validation loss": f"{fmt(best)} ({cfg.get('val_metric', 'summed')})",
-                         "stages": len(h.get("stages", [])), "hours so far": f"{h['wall_time_s'] / 3600:.1f}"})
+        module = importlib.import_module(f"l2l.experiments.{name}")
+        rows += [{"chapter": chapter_link(name, page), **{("meta-training" if k == "training" else k): v
+                                                          for k, v in row.items()}}
+                 for row in progress(module.trainings(module.settings("paper")), root / name)]
     return rows

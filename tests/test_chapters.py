@@ -231,3 +231,16 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
     assert calls == [1, 1, 1, 1]
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
     assert not cache.exists()
+
+
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_the_planned_trainings_are_those_a_run_makes_and_status_reads_them(name, uninterrupted):
+    module = CHAPTERS[name]
+    out, reference = uninterrupted[name]
+    planned = module.trainings(module.settings("smoke"))
+    assert list(planned) == list(reference)  # the same names, in the order train runs them
+    rows = chapter.progress(planned, out)
+    assert [r["training"] for r in rows] == list(planned)
+    for row, cfg in zip(rows, planned.values()):
+        total = chapter.planned_steps(cfg)
+        assert row["epochs"] == f"{cfg.epochs} of {cfg.epochs}" and row["optimizee steps"] == f"{total:,} of {total:,}"

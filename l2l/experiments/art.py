@@ -97,6 +97,11 @@ def make_optimizer(device="cpu") -> LSTMOptimizer:
     return LSTMOptimizer(config=LSTM).to(device)
 
 
+def trainings(s: Settings) -> dict:
+    """{name: MetaTrainConfig} of the chapter's meta-trainings, in the order `train` runs them."""
+    return {"lstm": s.meta}
+
+
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
           fresh: bool = False) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's LSTM on the training photos with the training painting,

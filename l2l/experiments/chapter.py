@@ -128,6 +128,39 @@ def train(name: str, make_optimizer, family, cfg: MetaTrainConfig, out: Path, bu
     return trained
 
 
+def planned_steps(cfg) -> int:
+    """Optimizee steps a meta-training of config `cfg` (a MetaTrainConfig or its asdict) takes in all: its epochs ×
+    problems × horizon, each epoch at its curriculum stage's horizon."""
+    c = cfg if isinstance(cfg, dict) else asdict(cfg)
+    stages = c.get("curriculum") or ()
+    staged = sum(e for _, e in stages)
+    return c["problems_per_epoch"] * (sum(h * e for h, e in stages) + (c["epochs"] - staged) * c["horizon"])
+
+
+def progress(planned: dict, out: Path) -> list[dict]:
+    """How far a chapter run has got: one row per meta-training, those of `planned` ({name: MetaTrainConfig}, the
+    module's `trainings(s)`) in their order, then any other state saved in out/state/; read from the states only."""
+    from ..training_state import load_state
+
+    saved = {p.stem: p for p in sorted((Path(out) / "state").glob("*.pt"))}
+    rows = []
+    for name in [*planned, *(n for n in saved if n not in planned)]:
+        if name not in saved:
+            rows.append({"training": name, "epochs": f"0 of {planned[name].epochs}",
+                         "optimizee steps": f"0 of {planned_steps(planned[name]):,}", "best validation loss": "–",
+                         "stages": 0, "hours": "0.0"})
+            continue
+        state = load_state(saved[name])
+        h, cfg = state["history"], state["config"]
+        best = (f"{h['val_loss'][h['val_epochs'].index(h['best_epoch'])]:.4g} ({cfg.get('val_metric', 'summed')}, "
+                f"epoch {h['best_epoch']})" if h.get("val_epochs") and h["best_epoch"] in h["val_epochs"] else "–")
+        rows.append({"training": name, "epochs": f"{h['epochs_done']} of {cfg['epochs']}",
+                     "optimizee steps": f"{h['optimizee_steps']:,} of {planned_steps(cfg):,}",
+                     "best validation loss": best, "stages": len(h.get("stages", [])),
+                     "hours": f"{h['wall_time_s'] / 3600:.1f}"})
+    return rows
+
+
 def clear_states(out: Path) -> None:
     """Forget every training state and kept comparison of a chapter run (--fresh / fresh=True): the next run
     starts over."""

@@ -94,6 +94,11 @@ def make_optimizer(device="cpu", two: bool = True) -> LSTMOptimizer:
     return LSTMOptimizer(nets=nets, route=route).to(device)
 
 
+def trainings(s: Settings) -> dict:
+    """{name: MetaTrainConfig} of the chapter's meta-trainings, in the order `train` runs them."""
+    return {"lstm": s.meta, "lstm_one_shared": s.meta, "lstm_sub": s.meta}
+
+
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
           fresh: bool = False) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's three optimizers, in this order, under one time budget:

@@ -137,6 +137,14 @@ class Training:
         }
 
 
+def trainings(s: Settings) -> dict:
+    """{name: MetaTrainConfig} of the chapter's meta-trainings, in the order `train` runs them (the main one's
+    meta learning rate is the search's choice; s.meta's stands in for it here)."""
+    return {**{f"search-lr{lr:.3g}": replace(s.meta, meta_lr=lr, epochs=s.search_epochs) for lr in s.search},
+            "lstm": s.meta, **{f"lstm-seed{seed}": replace(s.meta, seed=seed, epochs=s.seed_epochs)
+                               for seed in s.meta_seeds}}
+
+
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
           fresh: bool = False) -> Training:
     """Run (or resume, or load) the chapter's meta-trainings, in order, under one time budget:

@@ -69,6 +69,11 @@ def compare(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True)
     return curves, tuning
 
 
+def trainings(s: Settings) -> dict:
+    """{name: MetaTrainConfig} of the chapter's meta-trainings, in the order `train` runs them."""
+    return {"lstm": s.meta}
+
+
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
           fresh: bool = False) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's LSTM, φ₀ from seed s.meta.seed; state in out/state/, the best
