@@ -179,3 +179,12 @@ def test_log_ratio_meta_loss_ignores_the_scale_of_the_objective(meta_loss, ratio
 def test_log_ratio_weights_are_the_derivative_of_the_clamped_log():
     f = torch.tensor([4.0, 0.5, 1e-20])
     torch.testing.assert_close(log_ratio_weights(f), torch.tensor([0.25, 2.0, 0.0]))
+
+
+def test_planned_steps_follow_the_curriculum():
+    from l2l.experiments.chapter import planned_steps
+    MetaTrainConfig = l2l.MetaTrainConfig
+    cfg = MetaTrainConfig(horizon=40, unroll=20, epochs=5, problems_per_epoch=2, curriculum=((20, 2),))
+    assert planned_steps(cfg) == 2 * (2 * 20 + 3 * 40)  # 2 epochs at 20 steps, then 3 at the horizon
+    assert planned_steps(asdict(cfg)) == planned_steps(cfg)  # as a saved state holds it
+    assert planned_steps(MetaTrainConfig(horizon=40, unroll=20, epochs=5, problems_per_epoch=2)) == 5 * 2 * 40
