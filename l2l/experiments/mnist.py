@@ -162,20 +162,19 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     info = {"task": CHAPTER, "profile": s.profile, "network": fam.sizes}
     run = lambda name, cfg, **kw: chapter.train(name, make_optimizer, fam, cfg, out, budget, device=device,  # noqa
                                                 info=info, progress=progress, **kw)
-    result = Training(search=[])
-    for lr in s.search:
-        result.search.append(run(f"search-lr{lr:.3g}", replace(s.meta, meta_lr=lr, epochs=s.search_epochs),
-                                 checkpoint=False))
+    plan, result = trainings(s), Training(search=[])
+    for name in (n for n in plan if n.startswith("search-")):
+        result.search.append(run(name, plan[name], checkpoint=False))
         if not result.search[-1].complete:
             return result
     best = min(result.search, key=lambda t: t.history.best_val)
     result.chosen_lr = best.cfg.meta_lr
-    main_cfg = replace(s.meta, meta_lr=result.chosen_lr)
-    result.main = run("lstm", main_cfg, start_from=chapter.state_path(out, best.name))
+    result.main = run("lstm", replace(plan["lstm"], meta_lr=result.chosen_lr),
+                      start_from=chapter.state_path(out, best.name))
     if not result.main.complete:
         return result
-    for seed in s.meta_seeds:
-        result.seeds.append(run(f"lstm-seed{seed}", replace(main_cfg, seed=seed, epochs=s.seed_epochs)))
+    for name in (n for n in plan if n.startswith("lstm-seed")):
+        result.seeds.append(run(name, replace(plan[name], meta_lr=result.chosen_lr)))
         if not result.seeds[-1].complete:
             return result
     return result
