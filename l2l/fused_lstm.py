@@ -252,6 +252,67 @@ class FusedStep(torch.autograd.Function):
         return (None, None, None, None, *d_h_old, *d_c_old, *grads, d_head_w, d_head_b)
 
 
+class FusedLayers(torch.autograd.Function):
+    """The LSTM layers alone, for an input x [n, d] that is itself differentiable (RNNprop's embedding of its
+    inputs, l2l.general): (x, h, c per layer, the layers' φ) → (h', c' per layer). What comes before (the
+    embedding) and after (the head) stays with autograd; here each layer is the two GEMMs into one buffer and
+    the compiled gate kernel of `FusedStep`, and backward returns dL/dx as well.
+    """
+
+    @staticmethod
+    def forward(ctx, n_layers, x, *tensors):
+        fwd = _kernels()["fwd"]
+        hs, cs, rest = tensors[:n_layers], tensors[n_layers:2 * n_layers], tensors[2 * n_layers:]
+        weights = [rest[4 * k:4 * k + 4] for k in range(n_layers)]
+        k, a = gate_constants(hs[0].shape[1])
+        new_h, new_c, saved = [], [], []
+        for (w_ih, w_hh, b_ih, b_hh), h, c in zip(weights, hs, cs):
+            h_new, c_new, act, tanh_c = fwd((x @ w_ih.t()).addmm_(h, w_hh.t()), c, b_ih + b_hh, k, a)
+            saved += [x, h, c, act, tanh_c]
+            new_h.append(h_new)
+            new_c.append(c_new)
+            x = h_new
+        ctx.save_for_backward(*saved, *[w for ws in weights for w in ws[:2]])
+        ctx.n_layers = n_layers
+        return (*new_h, *new_c)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *d_state):
+        bwd = _kernels()["bwd"]
+        L, saved = ctx.n_layers, ctx.saved_tensors
+        acts, mats = [saved[5 * k:5 * k + 5] for k in range(L)], [saved[5 * L + 2 * k:5 * L + 2 * k + 2]
+                                                                   for k in range(L)]
+        d_h, d_c = d_state[:L], d_state[L:]
+        grads, d_h_old, d_c_old, d_x = [None] * (4 * L), [None] * L, [None] * L, None
+        for layer in reversed(range(L)):
+            x, h, c, act, tanh_c = acts[layer]
+            w_ih, w_hh = mats[layer]
+            dh = _sum(d_h[layer], d_x, like=h)
+            dc_new = torch.zeros_like(c) if d_c[layer] is None else d_c[layer].contiguous()
+            dgates, d_c_old[layer] = bwd(dh.contiguous(), dc_new, act, c, tanh_c)
+            db = torch.mv(dgates.t(), torch.ones_like(dgates[:, 0]))
+            grads[4 * layer:4 * layer + 4] = [(x.t() @ dgates).t(), (h.t() @ dgates).t(), db, db.clone()]
+            both = dgates @ torch.cat([w_ih, w_hh], 1)  # dL/dx and dL/dh in one GEMM
+            d_x, d_h_old[layer] = both[:, :w_ih.shape[1]], both[:, w_ih.shape[1]:]
+        return (None, d_x, *d_h_old, *d_c_old, *grads)
+
+
+def _sum(a: Tensor | None, b: Tensor | None, like: Tensor) -> Tensor:
+    """a + b where either may be None (no gradient flowed there)."""
+    if a is None and b is None:
+        return torch.zeros_like(like)
+    return b if a is None else a if b is None else a + b
+
+
+def fused_layers(cells, x: Tensor, h: tuple[Tensor, ...], c: tuple[Tensor, ...]):
+    """The stack of nn.LSTMCell `cells` on the input x [n, d] through `FusedLayers`: the new h and c tuples."""
+    L = len(cells)
+    phi = [t for cell in cells for t in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+    out = FusedLayers.apply(L, x, *h, *c, *phi)
+    return out[:L], out[L:]
+
+
 def fused_step(net, grad: Tensor, h: tuple[Tensor, ...], c: tuple[Tensor, ...]):
     """`net` (a CoordinatewiseLSTM) applied to the flat gradient `grad` through `FusedStep`:
     returns the update [n] and the new h, c tuples."""

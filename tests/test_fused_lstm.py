@@ -130,3 +130,36 @@ def test_backward_flushes_gradients_before_they_become_denormal(monkeypatch, mod
         g = t.grad
         assert not ((g != 0) & (g.abs() < torch.finfo(torch.float32).tiny)).any()
         assert (g[1:] == 0).all() and (g[0] != 0).any()
+
+
+@pytest.mark.parametrize("layers,embed", [(2, 20), (1, 0), (3, 8)])
+def test_fused_layers_match_nn_lstm_cell_with_a_differentiable_input(monkeypatch, layers, embed):
+    """RNNprop's LSTM (l2l.general) through FusedLayers: same values, φ-gradients (embedding included, so dL/dx
+    is right) and gradients into the starting state as nn.LSTMCell."""
+    from l2l.general.optimizer import RNNpropConfig, RNNpropNet
+
+    torch.manual_seed(0)
+    net = RNNpropNet(RNNpropConfig(layers=layers, embed=embed, beta1=(0.5, 0.9)))
+    with torch.no_grad():  # larger weights than the default init, so gates saturate too
+        for p in net.parameters():
+            p.mul_(3)
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("L2L_FUSED", mode)
+        torch.manual_seed(1)
+        n = 211
+        state = net.init_state(n)
+        h0 = [torch.randn_like(h).requires_grad_() for h in state.h]
+        state, loss = type(state)(h0, [torch.randn_like(c) for c in state.c]), 0
+        for _ in range(5):
+            out, state = net(torch.randn(n, 3) * 2, state)
+            loss = loss + (out * torch.randn(n)).sum()
+        loss = loss + state.c[-1].square().sum()
+        net.zero_grad()
+        loss.backward()
+        results[mode] = (loss.detach(), [p.grad.clone() for p in net.parameters()], [h.grad for h in h0])
+    assert fused.usable(torch.zeros(1)), f"the fused path did not compile here: {fused._state['broken']}"
+    (loss_ref, phi_ref, h_ref), (loss_fused, phi_fused, h_fused) = results["0"], results["1"]
+    torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-5, atol=1e-4)
+    for a, b in zip(phi_fused + h_fused, phi_ref + h_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

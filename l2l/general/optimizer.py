@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import fused_lstm
 from ..optimizer import LSTMState
 
 KIND = "rnnprop"  # describe()["kind"]: what a loader must build
@@ -95,13 +96,16 @@ class RNNpropNet(nn.Module):
         """x: [n_coords, n_inputs]; returns the raw output [n_coords] (before tanh) and the next state."""
         if self.embed is not None:
             x = F.elu(self.embed(x))
-        hs, cs = [], []
-        for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
-            h, c = cell(x, (state.h[layer], state.c[layer]))
-            hs.append(h)
-            cs.append(c)
-            x = h
-        return self.head(x).squeeze(1), LSTMState(hs, cs)
+        if fused_lstm.usable(x):  # the CPU's fused gate kernels (l2l.fused_lstm), 2x faster than nn.LSTMCell there
+            hs, cs = fused_lstm.fused_layers(self.cells, x, tuple(state.h), tuple(state.c))
+        else:
+            hs, cs = [], []
+            for layer, cell in enumerate(self.cells):  # one batched call per layer over all coordinates
+                h, c = cell(x, (state.h[layer], state.c[layer]))
+                hs.append(h)
+                cs.append(c)
+                x = h
+        return self.head(hs[-1]).squeeze(1), LSTMState(hs, cs)
 
 
 def rnnprop_inputs(grad: Tensor, m: tuple[Tensor, ...], v: Tensor, t: int, config: RNNpropConfig) -> Tensor:
