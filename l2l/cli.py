@@ -20,8 +20,13 @@ from pathlib import Path
 
 from .profiles import PROFILES
 
-TASKS = ("quadratic", "mnist", "cifar", "art")  # the chapters (l2l.experiments.<task>), in the book's order
-NOTEBOOKS = {"quadratic": "01_quadratic", "mnist": "02_mnist", "cifar": "03_cifar", "art": "04_neural_art"}
+TASKS = ("quadratic", "mnist", "cifar", "art", "general")  # the chapters (l2l.experiments.<task>), book order
+NOTEBOOKS = {"quadratic": "01_quadratic", "mnist": "02_mnist", "cifar": "03_cifar", "art": "04_neural_art",
+             "general": "05_general"}
+# what each chapter's trained optimizer is for, as `list` says it
+PURPOSE = {"quadratic": "reproduces the paper (3.1)", "mnist": "reproduces the paper (3.2)",
+           "cifar": "reproduces the paper (3.3)", "art": "reproduces the paper (3.4)",
+           "general": "your own models (chapter 5)"}
 
 
 class UsageError(Exception):
@@ -94,8 +99,10 @@ def build_parser() -> Parser:
         "Meta-train a chapter's learned optimizer(s) with a profile's settings: the same function the chapter's "
         "notebook calls. The full training state is saved after every epoch under OUT/state/, so an interrupted "
         "or paused run resumes exactly where it stopped, and a finished one is loaded, not repeated. The best "
-        "validated optimizer is saved as OUT/lstm.safetensors (CIFAR: also lstm_one_shared and lstm_sub)."))
-    train.add_argument("task", choices=TASKS, help="the chapter: quadratic (3.1), mnist (3.2), cifar (3.3), art (3.4)")
+        "validated optimizer is saved as OUT/lstm.safetensors (CIFAR: also lstm_one_shared and lstm_sub; general: "
+        "OUT/general.safetensors and one file per ablation)."))
+    train.add_argument("task", choices=TASKS, help=(
+        "the chapter: quadratic (3.1), mnist (3.2), cifar (3.3), art (3.4), general (5, beyond the paper)"))
     common(train, "settings: paper (the paper's; hours on a CPU for mnist, cifar and art), quick (minutes) or "
                   "smoke (seconds); default $L2L_PROFILE, else paper")
     train.add_argument("--out", default=None, help=(
@@ -107,7 +114,7 @@ def build_parser() -> Parser:
         "Execute the chapter's notebook (notebooks/NN_<chapter>.ipynb) with papermill and these parameters; its "
         "training resumes from and saves to the same states as `train`. A run paused by --max-minutes says so "
         "and exits 0: run the same command again to continue."))
-    run.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar or art")
+    run.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar, art or general")
     common(run, "the notebook's profile parameter: paper, quick or smoke; default $L2L_PROFILE, else paper")
     resumable(run)
     run.add_argument("--output", default=None, help=(
@@ -132,7 +139,7 @@ def build_parser() -> Parser:
     st = commands.add_parser("status", help="how far a chapter's resumable run has got", description=(
         "Show the saved training states of a chapter run (epochs done of planned, optimizee steps, best "
         "validation score, stages, wall time) and the comparisons it has finished and kept; reads files only."))
-    st.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar or art")
+    st.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar, art or general")
     st.add_argument("--profile", default=None, help="paper, quick or smoke; default $L2L_PROFILE, else paper")
     st.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
     st.set_defaults(no_progress=True)
@@ -242,6 +249,10 @@ def cmd_evaluate(args) -> None:
     task = args.task or info.get("task")
     if task is None:
         raise ValueError(f"{args.checkpoint} does not say which task it was trained on; pass --task")
+    if task == "general":
+        raise ValueError(f"{args.checkpoint} was trained for networks of your own: its chapter's held-out tests judge "
+                         "it (python -m l2l run general); pass --task quadratic, mnist, cifar or art to test it on a "
+                         "paper chapter's problems")
     module = chapter(task)
     s = module.settings(args.profile, args.seed)
     steps = args.steps or s.steps
@@ -320,7 +331,8 @@ def cmd_list(args) -> None:
         arch = meta["architecture"]
         val = info.get("val_loss")
         rows.append({
-            "name": name, "task": info.get("task", "?"), "profile": info.get("profile", "?"),
+            "name": name, "for": PURPOSE.get(info.get("task"), "?"), "task": info.get("task", "?"),
+            "profile": info.get("profile", "?"),
             "epoch": info.get("epoch", "?"),
             "val loss": (f"{val:.4g} ({info.get('val_metric', 'summed')})"
                          if isinstance(val, (int, float)) and math.isfinite(val) else "?"),
@@ -328,8 +340,12 @@ def cmd_list(args) -> None:
             "l2l": meta.get("l2l_version", "?"),
         })
     print(table(rows))
-    print("use one with: l2l.LearnedOptimizer(model.parameters(), optimizer=NAME); val loss = the validation "
-          "score the optimizer was chosen by: summed over the training horizon, or final (at its last step)")
+    general = ("\"general\" is meta-trained on a mixture of small networks for use on yours" if "general" in shipped
+               else "one for your own models (chapter 5, \"general\") is not shipped yet")
+    print(f"use one with: l2l.LearnedOptimizer(model.parameters(), optimizer=NAME). The paper's optimizers "
+          f"reproduce its experiments and fail on networks unlike their task's (the paper's own finding); {general}. "
+          "val loss = the validation score the optimizer was chosen by: summed over the training horizon, or final "
+          "(at its last step)")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "status": cmd_status, "list": cmd_list}

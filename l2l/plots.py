@@ -14,7 +14,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .evaluate import mean_and_band
 
-COLORS = {"LSTM": "C3", "SGD": "C0", "RMSprop": "C1", "Adam": "C2", "NAG": "C4"}
+COLORS = {"LSTM": "C3", "SGD": "C0", "RMSprop": "C1", "Adam": "C2", "NAG": "C4",
+          "Adam (tuned)": "C2", "Adam, lr 1e-3": "C9"}  # chapter 5: Adam tuned, and at its default rate
 
 
 WIDTH = 7.0  # inches: the book's text column

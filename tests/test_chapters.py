@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from l2l.experiments import art, chapter, cifar, mnist, quadratic
+from l2l.experiments import art, chapter, cifar, general, mnist, quadratic
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = {"quadratic": quadratic, "mnist": mnist, "cifar": cifar, "art": art}
+CHAPTERS = {"quadratic": quadratic, "mnist": mnist, "cifar": cifar, "art": art, "general": general}
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +226,7 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert calls == [1, 1, 1]
-    monkeypatch.setitem(common._CODE, "digest", "the library changed")  # same inputs, other code: recomputed
+    monkeypatch.setitem(common._CODE, "None", "the library changed")  # same inputs, other code: recomputed
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert calls == [1, 1, 1, 1]
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
@@ -245,3 +245,29 @@ def test_the_planned_trainings_are_those_a_run_makes_and_status_reads_them(name,
     for row, cfg in zip(rows, planned.values()):
         total = chapter.planned_steps(cfg)
         assert row["epochs"] == f"{cfg.epochs} of {cfg.epochs}" and row["optimizee steps"] == f"{total:,} of {total:,}"
+
+
+def test_the_code_digest_follows_computing_code_but_not_presentation(tmp_path, monkeypatch):
+    """Kept comparisons are hours each at the paper profile: editing the CLI or the second recipe keeps them,
+    editing code that computes them does not."""
+    import shutil
+
+    from l2l.experiments import common
+    from l2l.experiments.common import NOT_IN_DIGEST
+
+    def code_digest(root):
+        monkeypatch.setattr(common, "_CODE", {})  # computed afresh, not the digest kept for this process
+        return common.code_digest(root)
+
+    root = Path(chapter.__file__).resolve().parents[1]
+    for entry in NOT_IN_DIGEST:
+        assert (root / entry).exists(), f"{entry} is excluded from the digest but no longer exists"
+    pkg = tmp_path / "l2l"
+    shutil.copytree(root, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
+    before = code_digest(pkg)
+    (pkg / "cli.py").write_text((pkg / "cli.py").read_text() + "\nX = 1\n")
+    (pkg / "general" / "tasks.py").write_text((pkg / "general" / "tasks.py").read_text() + "\nX = 1\n")
+    (pkg / "baselines.py").write_text((pkg / "baselines.py").read_text() + "\n# a comment\n")
+    assert code_digest(pkg) == before
+    (pkg / "baselines.py").write_text((pkg / "baselines.py").read_text() + "\nX = 1\n")
+    assert code_digest(pkg) != before

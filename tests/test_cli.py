@@ -42,6 +42,10 @@ def test_list_shows_the_shipped_optimizers(capsys):
     for name, meta in l2l.trained.available().items():
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert meta["info"]["task"] in line and meta["info"]["profile"] in line
+        purpose = "your own models" if meta["info"]["task"] == "general" else "reproduces the paper"
+        assert purpose in line  # which shipped optimizer is for what
+    shipped = "general" in l2l.trained.available()
+    assert ('"general" is meta-trained on a mixture' in out) == shipped and ("not shipped yet" in out) != shipped
 
 
 def test_train_writes_the_chapter_checkpoint(trained, tmp_path):

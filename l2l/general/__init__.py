@@ -12,10 +12,10 @@ two-layer LSTM:
 """
 from .curriculum import HorizonCurriculum, log_ratio_meta_loss
 from .optimizer import RNNpropConfig, RNNpropNet, RNNpropOptimizer
-from .recipe import ABLATIONS, Recipe, build
+from .recipe import ABLATIONS, Recipe, ablations, build
 from .tasks import (TRAIN_TASKS, VALIDATION_TASKS, ScaledProblem, SmallNetFamily, TaskMixture, TaskSpec,
                     validation_mixture)
 
-__all__ = ["ABLATIONS", "Recipe", "build", "HorizonCurriculum", "log_ratio_meta_loss", "RNNpropConfig",
+__all__ = ["ABLATIONS", "Recipe", "ablations", "build", "HorizonCurriculum", "log_ratio_meta_loss", "RNNpropConfig",
            "RNNpropNet", "RNNpropOptimizer", "TRAIN_TASKS", "VALIDATION_TASKS",
            "ScaledProblem", "SmallNetFamily", "TaskMixture", "TaskSpec", "validation_mixture"]

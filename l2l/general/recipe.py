@@ -52,16 +52,23 @@ class Recipe:
         return self.curriculum().config(cfg, unroll=self.unroll, meta_loss=self.meta_loss)
 
 
+def ablations(full: Recipe) -> dict[str, Recipe]:
+    """`full` and one variant per technique, each with that technique switched off and the same budget: "no
+    curriculum" runs only the final horizon for as many optimizee steps as the curriculum takes in all."""
+    stages = full.curriculum().stages
+    flat_epochs = max(1, round(sum(h * e for h, e in stages) / full.final_horizon))
+    return {
+        "full": full,
+        "paper inputs": replace(full, inputs="paper"),
+        "one timescale (RNNprop)": replace(full, beta1=(0.95,)),
+        "no random scaling": replace(full, param_scale=0.0),
+        "MNIST base task only": replace(full, mixture=False),
+        "no curriculum": replace(full, start_horizon=full.final_horizon, epochs_per_stage=flat_epochs),
+    }
+
+
 FULL = Recipe()
-ABLATIONS: dict[str, Recipe] = {
-    "full": FULL,
-    "paper inputs": replace(FULL, inputs="paper"),
-    "one timescale (RNNprop)": replace(FULL, beta1=(0.95,)),
-    "no random scaling": replace(FULL, param_scale=0.0),
-    "MNIST base task only": replace(FULL, mixture=False),
-    "no curriculum": replace(FULL, start_horizon=FULL.final_horizon,
-                             epochs_per_stage=FULL.epochs_per_stage * len(FULL.curriculum().stages)),
-}
+ABLATIONS: dict[str, Recipe] = ablations(FULL)
 
 
 def build(recipe: Recipe, batch_size: int = 128, device="cpu"):

@@ -93,6 +93,15 @@ class SmallNetProblem(MinibatchClassifier):
         images, labels = self.sample_batch()
         return F.cross_entropy(self.forward(theta, images, train=True), labels).reshape(1)
 
+    def accuracy(self, theta: dict[str, Tensor], split: str = "test", chunk: int = 1000) -> float:
+        """Fraction of `split`'s images (default: the held-out test set) classified correctly: no grad, no dropout;
+        batch norm normalises each chunk of `chunk` images by its own statistics (there are no running ones)."""
+        images, labels = self.family.data(split)
+        with torch.no_grad():
+            correct = sum((self.forward(theta, images[i:i + chunk]).argmax(1) == labels[i:i + chunk]).sum()
+                          for i in range(0, labels.shape[0], chunk))
+        return float(correct) / labels.shape[0]
+
 
 @dataclass
 class SmallNetFamily:

@@ -1,0 +1,267 @@
+"""Chapter 5 (beyond the paper, issue 19): a learned optimizer for networks it never saw.
+
+The chapter meta-trains the second recipe (`l2l.general`: RNNprop's inputs, random scaling, a task mixture, a
+horizon curriculum) and asks two questions with its own numbers:
+
+- what each technique buys: every variant of `l2l.general.ablations` (one technique off) meta-trained at a small,
+  equal budget and scored on held-out networks of the validation tasks (`ablation_table`);
+- whether the full recipe, meta-trained at the full budget (the shipped "general" optimizer), trains networks it
+  never saw better than Adam: each `HeldOut` test (architectures in neither TRAIN_TASKS nor VALIDATION_TASKS),
+  against Adam at its default learning rate and Adam tuned on validation networks of the same test (`compare`).
+
+Networks train on the training images; test accuracy is on the held-out test images. Tuning and testing draw
+their networks from disjoint seeds (common.seeds), and meta-training never saw these architectures.
+
+Used in: notebooks/05_general.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..baselines import Adam, tune_baselines
+from ..claims import paired
+from ..evaluate import final_loss, run_problems, summarize
+from ..general import VALIDATION_TASKS, Recipe, TaskMixture, TaskSpec, ablations, build
+from ..meta import MetaTrainConfig, check_seed
+from ..problems import CNNFamily
+from ..profiles import pick, resolve_profile
+from . import chapter, common
+
+CHAPTER = "general"
+GENERAL = "general"  # the shipped optimizer's training (out/general.safetensors, l2l.trained "general")
+LEARNED, DEFAULT, TUNED = "LSTM (general)", "Adam, lr 1e-3", "Adam (tuned)"  # the optimizers of every test
+DEFAULT_LR = 1e-3  # torch.optim.Adam's default
+ADAM_GRID = tuple(10 ** (k / 2) for k in range(-8, -1))  # 1e-4 … 1e-1 in half-decades, extended at an edge
+EXTEND = 2  # grid steps tried beyond an edge the tuning chose (baselines.tune_baselines)
+CIFAR_CNN = "the CIFAR-10 CNN of chapter 3"  # HeldOut.task naming l2l.problems.CNNFamily
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A test of generalisation: fresh networks of `task` trained for `steps` steps on minibatches of `batch_size`
+    training images, `n_test` of them per optimizer. task: a TaskSpec, or CIFAR_CNN for the paper's CIFAR-10 CNN."""
+
+    name: str
+    task: TaskSpec | str
+    steps: int
+    batch_size: int = 128
+    n_test: int = 10
+
+    def family(self, device="cpu"):
+        if self.task == CIFAR_CNN:
+            return CNNFamily(batch_size=self.batch_size, device=device)
+        return self.task.family(self.batch_size, device)
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    meta: MetaTrainConfig  # problems per epoch, validation and meta lr; each recipe sets horizon, epochs, curriculum
+    recipe: Recipe  # the shipped optimizer's recipe and budget
+    ablation: Recipe  # the ablations' full recipe, at their smaller budget; each variant switches one technique off
+    batch_size: int  # images per minibatch in meta-training
+    n_table: int  # networks per validation task in the ablation table
+    tests: tuple[HeldOut, ...]
+    n_tune: int  # validation networks per rate when tuning Adam
+    adam_grid: tuple[float, ...]
+
+
+def _mlp(name, hidden, activation):
+    return TaskSpec(name, "mnist", "mlp", hidden=hidden, activation=activation)
+
+
+def _tests(steps: int, long_steps: int, batch: int, small_batch: int, epoch: int, n_mlp: int, n_cnn: int):
+    relu_cnn = TaskSpec("cnn-mnist-16x32-relu-dropout", "mnist", "cnn", hidden=(128,), channels=(16, 32),
+                        dropout=0.25)
+    return (HeldOut("ReLU MLP on MNIST", _mlp("mlp-mnist-128x64-relu", (128, 64), "relu"), steps, batch, n_mlp),
+            HeldOut("ReLU CNN on MNIST with dropout, one epoch", relu_cnn, epoch, small_batch, n_cnn),
+            HeldOut(CIFAR_CNN, CIFAR_CNN, steps, batch, n_cnn),
+            HeldOut("tanh MLP on MNIST, 5x the horizon", _mlp("mlp-mnist-64-tanh", (64,), "tanh"), long_steps,
+                    batch, n_mlp))
+
+
+def settings(profile: str | None = None, seed: int = 0) -> Settings:
+    profile = resolve_profile(profile)
+    seed = check_seed(seed, "the notebook parameter seed")
+    table = {
+        # shipped: 100 → 200 → 400 steps, 6 epochs of 20 networks each (84,000 optimizee steps); ablations:
+        # 100 → 200, 4 epochs each (24,000 steps); φ by the final loss of 10 validation networks every 2 epochs.
+        # The tests: 1,000 steps (the horizon of the issue), one epoch of MNIST at batch 64 (938 steps), 5x the
+        # final horizon. About 5 CPU-hours in all (the chapter's notes).
+        "paper": dict(meta=MetaTrainConfig(problems_per_epoch=20, n_val=10, val_metric="final", val_every=2,
+                                           meta_lr=1e-3, seed=seed),
+                      recipe=Recipe(start_horizon=100, final_horizon=400, epochs_per_stage=6),
+                      ablation=Recipe(start_horizon=100, final_horizon=200, epochs_per_stage=4),
+                      batch_size=128, n_table=4, n_tune=3, adam_grid=ADAM_GRID,
+                      tests=_tests(1000, 2000, 128, 64, 938, n_mlp=20, n_cnn=10)),
+        "quick": dict(meta=MetaTrainConfig(problems_per_epoch=4, n_val=2, val_metric="final", meta_lr=1e-3,
+                                           seed=seed),
+                      recipe=Recipe(start_horizon=20, final_horizon=40, epochs_per_stage=2),
+                      ablation=Recipe(start_horizon=20, final_horizon=40, epochs_per_stage=1),
+                      batch_size=64, n_table=1, n_tune=1, adam_grid=ADAM_GRID[::2],
+                      tests=_tests(100, 200, 64, 64, 100, n_mlp=3, n_cnn=2)),
+        "smoke": dict(meta=MetaTrainConfig(problems_per_epoch=1, n_val=1, val_metric="final", seed=seed),
+                      recipe=Recipe(unroll=2, start_horizon=2, final_horizon=4, epochs_per_stage=1),
+                      ablation=Recipe(unroll=2, start_horizon=2, final_horizon=4, epochs_per_stage=1),
+                      batch_size=16, n_table=1, n_tune=1, adam_grid=(1e-3, 1e-2),
+                      tests=_tests(4, 8, 16, 16, 4, n_mlp=2, n_cnn=2)),
+    }
+    return Settings(profile=profile, **pick(profile, table))
+
+
+def slug(variant: str) -> str:
+    """The training name of an ablation variant: "one timescale (RNNprop)" → "ablation-one-timescale-rnnprop"."""
+    return "ablation-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+
+
+def recipes(s: Settings) -> dict[str, Recipe]:
+    """{training name: recipe}, in the order `train` runs them: the shipped optimizer first, then the ablations."""
+    return {GENERAL: s.recipe, **{slug(v): r for v, r in ablations(s.ablation).items()}}
+
+
+def trainings(s: Settings) -> dict:
+    """{name: MetaTrainConfig} of the chapter's meta-trainings, in the order `train` runs them."""
+    return {name: r.config(s.meta) for name, r in recipes(s).items()}
+
+
+def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
+          fresh: bool = False) -> chapter.Trainings:
+    """Meta-train (or resume, or load) the shipped optimizer ("general", out/general.safetensors) and then every
+    ablation variant, under one time budget. Each starts from the same φ seed (the "paper inputs" variant has
+    another architecture, hence another φ₀) and validates on the same validation networks."""
+    if fresh:
+        chapter.clear_states(out)
+    plan = []
+    for name, recipe in recipes(s).items():
+        _, fam, val = build(recipe, s.batch_size, device)
+        make = lambda dev, r=recipe: build(r, s.batch_size, dev)[0]  # noqa: E731
+        info = {"task": CHAPTER, "profile": s.profile, "recipe": asdict(recipe), "training": name}
+        plan.append((name, make, fam, recipe.config(s.meta), {"val_family": val, "info": info}))
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
+
+
+# --- what each technique buys ---------------------------------------------------------------------------------
+
+def ablation_finals(trained: chapter.Trainings, s: Settings, seeds: dict, device="cpu", out=None) -> dict:
+    """{variant: final losses [tasks × n_table]}: every ablation variant's best φ (and the shipped optimizer's, as
+    GENERAL) on the same fresh networks of each validation task, unscaled, for the ablations' final horizon,
+    each scored on its fixed evaluation batch. Kept in out/eval/ablations.pt."""
+    steps = s.ablation.final_horizon
+    families = {t.name: TaskMixture((t,), param_scale=0.0, batch_size=s.batch_size, device=device)
+                for t in VALIDATION_TASKS}
+    learned = {v: trained[slug(v)].optimizer for v in ablations(s.ablation)}
+    learned[GENERAL] = trained[GENERAL].optimizer
+    key = common.fingerprint(learned, list(families.values()), None, steps, 0, s.n_table, seeds, [], True,
+                             {"what": "ablation table"})
+
+    def run():
+        return {v: torch.cat([torch.cat(run_problems(opt, fam, steps, s.n_table, seeds["test"],
+                                                     final_metric=final_loss)[1]) for fam in families.values()])
+                for v, opt in learned.items()}
+
+    return common.kept(None if out is None else chapter.eval_dir(out) / "ablations.pt", key, run)
+
+
+def ratio_ci(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
+    """Geometric mean of a / b over paired problems with its 95% interval (a t-interval on log a − log b)."""
+    d = (a.double().log() - b.double().log())
+    half = 1.96 * d.std().item() / math.sqrt(d.numel()) if d.numel() > 1 else math.inf
+    m = d.mean().item()
+    return math.exp(m), math.exp(m - half), math.exp(m + half)
+
+
+def ablation_table(finals: dict, s: Settings) -> list[dict]:
+    """One row per variant: mean final loss on each validation task and, over all the paired networks, its final
+    loss relative to the full recipe's (> 1: switching the technique off hurts)."""
+    n = s.n_table
+    rows = []
+    for variant, f in finals.items():
+        row = {"variant": variant if variant != GENERAL else "full, shipped budget"}
+        row.update({t.name: f"{f[i * n:(i + 1) * n].mean().item():.3g}" for i, t in enumerate(VALIDATION_TASKS)})
+        ratio, low, high = ratio_ci(f, finals["full"])
+        row["final loss / full's"] = "1" if variant == "full" else f"{ratio:.3g} [{low:.3g}, {high:.3g}]"
+        rows.append(row)
+    return rows
+
+
+# --- networks it never saw -----------------------------------------------------------------------------------
+
+def accuracy(problem, theta) -> float:
+    return problem.accuracy(theta)
+
+
+def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None):
+    """`general` against Adam at lr 1e-3 and Adam tuned (by final loss on `s.n_tune` validation networks of the
+    test, over `s.adam_grid`, extended at an edge) on the same `test.n_test` test networks and minibatches.
+    Returns {"curves": {name: [n_test, steps + 1]}, "accuracy": {name: [n_test]}, "rate", "scores"}; kept in
+    out/eval/<test>.pt."""
+    fam = test.family(device)
+    key = common.fingerprint({LEARNED: general}, fam, fam, test.steps, s.n_tune, test.n_test, seeds, s.adam_grid,
+                             True, {"default": DEFAULT_LR, "extend": EXTEND, "metric": "test accuracy"})
+
+    def run():
+        tuning = tune_baselines(fam, test.steps, s.n_tune, seeds["validation"], grid=s.adam_grid, names=("Adam",),
+                                progress=False, extend=EXTEND)
+        optimizers = {LEARNED: general, DEFAULT: Adam(DEFAULT_LR), TUNED: tuning.make("Adam")}
+        curves, acc = {}, {}
+        for name, opt in optimizers.items():
+            curves[name], acc[name] = run_problems(opt, fam, test.steps, test.n_test, seeds["test"],
+                                                   final_metric=accuracy)
+        return {"curves": curves, "accuracy": acc, "rate": tuning.rates["Adam"],
+                "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
+
+    cache = None if out is None else chapter.eval_dir(out) / f"{slug(test.name)[len('ablation-'):]}.pt"
+    return common.kept(cache, key, run)
+
+
+def verdicts(result: dict) -> dict:
+    """The issue's targets on one test: does `general` beat Adam at its default rate (final and summed loss), and
+    does it match tuned Adam (final loss not significantly worse)? Each with its paired comparison."""
+    c = result["curves"]
+    vs_default = {m: paired(c, LEARNED, DEFAULT, m) for m in ("final", "summed")}
+    vs_tuned = {m: paired(c, LEARNED, TUNED, m) for m in ("final", "summed")}
+    return {"beats_default": all(r["better"] for r in vs_default.values()),
+            "beats_default_significantly": all(r["better"] and r["significant"] for r in vs_default.values()),
+            "matches_tuned": vs_tuned["final"]["ci_high"] >= 0, "vs_default": vs_default, "vs_tuned": vs_tuned}
+
+
+def tests_table(results: dict) -> list[dict]:
+    """One row per test and optimizer: its learning rate, mean final and summed loss (± the 95% half-width) and
+    the mean test accuracy of the networks it trained."""
+    rows = []
+    for name, r in results.items():
+        rates = {LEARNED: "learned", DEFAULT: f"{DEFAULT_LR:g}", TUNED: f"{r['rate']:.3g}"}
+        for opt, c in r["curves"].items():
+            summary = summarize({opt: c})[opt]
+            rows.append({"test": name, "optimizer": opt, "lr": rates[opt],
+                         "final loss": f"{summary['final']:.3g} ± {summary['final_ci']:.2g}",
+                         "summed loss": f"{summary['summed']:.4g} ± {summary['summed_ci']:.2g}",
+                         "test accuracy": f"{torch.tensor(r['accuracy'][opt]).mean().item():.3f}"})
+    return rows
+
+
+def verdicts_table(results: dict) -> list[dict]:
+    """One row per test: the general optimizer's advantage (other − general, paired, with its 95% interval) over
+    Adam at 1e-3 on the final and the summed loss and over tuned Adam on the final loss, and the verdicts."""
+    def cell(r):
+        return f"{r['advantage']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
+
+    rows = []
+    for name, r in results.items():
+        v = verdicts(r)
+        rows.append({"test": name, "vs Adam 1e-3, final": cell(v["vs_default"]["final"]),
+                     "vs Adam 1e-3, summed": cell(v["vs_default"]["summed"]),
+                     "beats Adam 1e-3": ("yes, significant" if v["beats_default_significantly"] else
+                                         "yes" if v["beats_default"] else "no"),
+                     "vs tuned Adam, final": cell(v["vs_tuned"]["final"]),
+                     "matches tuned Adam": "yes" if v["matches_tuned"] else "no"})
+    return rows
+
+
+def claims(results: dict) -> list[dict]:
+    """run.json's record of the targets: per test, the paired comparisons behind each verdict."""
+    return [{"test": name, **{k: v for k, v in verdicts(r).items()}} for name, r in results.items()]

@@ -1,0 +1,212 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Beyond the paper: an optimizer that generalizes
+#
+# The paper's optimizers are specialists. The MNIST optimizer of chapter 2 fails on ReLU networks (the paper's
+# own Figure 5), and a reader who hands it a standard ReLU CNN finds that the loss does not move. This chapter
+# asks whether the paper's method, the coordinatewise two-layer LSTM trained by gradient descent, can give an
+# optimizer worth using on networks it never saw, when it is meta-trained with techniques published after the
+# paper. It is kept apart from the reproduction: nothing here changes chapters 1 to 4.
+#
+# **The recipe** (`l2l.general`):
+#
+# - **RNNprop's inputs** (Lv, Jiang & Li, 2017): per coordinate, the gradient and its momentum at three
+#   timescales (β₁ = 0.5, 0.9, 0.99), each divided by the root of a running second moment. These inputs do not
+#   change when the loss is rescaled, and they are bounded. The step is −α·tanh(·), so no coordinate moves more
+#   than α = 0.1 per step, times the parameter group's `lr` (which torch's learning-rate schedulers scale);
+# - **random scaling** (Lv et al., 2017): during meta-training every parameter of every network is multiplied by
+#   a random factor exp(U(−3, 3)), so the optimizer cannot learn one scale of gradient;
+# - **a task mixture**: thirteen small networks (MLPs of several widths and depths with sigmoid, tanh and ReLU;
+#   small CNNs with and without batch normalization and dropout; on MNIST and CIFAR-10), a fresh one drawn for
+#   every meta-training run; five other configurations are kept for validation;
+# - **a horizon curriculum** (Chen et al., 2020): runs of 100 optimizee steps first, then 200, then 400.
+#
+# **What is judged.** First, an ablation: each technique is switched off in turn and the optimizer meta-trained
+# again at a small, equal budget; every variant is scored on fresh networks of the validation configurations.
+# Second, the shipped optimizer (`l2l.trained` "general") is tested on networks of architectures it never saw in
+# meta-training or validation:
+#
+# - a ReLU MLP (784-128-64-10) on MNIST for 1,000 steps;
+# - a ReLU CNN on MNIST with dropout (two 3×3 convolutions of 16 and 32 channels, each with 2×2 max pooling,
+#   a fully connected layer of 128 units, dropout 0.25) for one epoch at batch 64;
+# - the CIFAR-10 CNN of chapter 3 for 1,000 steps;
+# - a tanh MLP (784-64-10) on MNIST for 2,000 steps, five times the longest meta-training run.
+#
+# Each is run against Adam at its default learning rate (1e-3) and Adam with its rate tuned on validation
+# networks of the same test. The targets are those of the issue that asked for this chapter: beat default
+# Adam on every test, and match tuned Adam on at least one.
+#
+# **Scale and budget.** At the paper profile the shipped optimizer is meta-trained for 84,000 optimizee steps
+# (three stages of 6 epochs of 20 networks), and each ablation variant for 24,000 (100 then 200 steps). φ is
+# the one with the lowest final loss over 10 validation networks, checked every 2 epochs. Adam is tuned on 3
+# networks per test over 1e-4 … 1e-1 in half-decades, extended while the best rate is at an edge. The MLP tests
+# run 20 test networks each and the CNN tests 10. The whole chapter is about 5 CPU-hours, run in stages: the
+# meta-trainings pause and resume at epoch boundaries, and each finished comparison is kept. "One epoch" is
+# 938 minibatches of 64 drawn at random from the 60,000 training images, not a pass without replacement. The
+# smaller profiles (quick, smoke) check the pipeline and decide nothing.
+
+# %% tags=["parameters"]
+profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
+seed = 0  # every random draw of the run derives from this seed
+device = "auto"  # "cpu", "cuda" or "auto"
+max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+fresh = False  # True: forget the saved training states and start over
+
+# %%
+import time
+
+import torch
+from IPython.display import Markdown, display
+
+import l2l
+from l2l import book
+from l2l.claims import to_markdown
+from l2l.device import describe_device, pick_device
+from l2l.experiments import chapter, general
+from l2l.experiments.common import record_run, seeds
+from l2l.general import TRAIN_TASKS, VALIDATION_TASKS
+from l2l.meta import display_path
+from l2l.results import results_dir
+
+started = time.time()
+s = general.settings(profile, seed)
+dev = pick_device(device)
+out = results_dir(general.CHAPTER, s.profile)
+run_seeds = seeds(seed)
+torch.manual_seed(run_seeds["train"])
+print(f"profile {s.profile}, seed {seed}, device {describe_device(dev)}, outputs in {display_path(out)}")
+print(f"meta-training tasks: {', '.join(t.name for t in TRAIN_TASKS)}")
+print(f"validation tasks: {', '.join(t.name for t in VALIDATION_TASKS)}")
+for name, cfg in general.trainings(s).items():
+    print(f"  {name}: curriculum {cfg.curriculum or ((cfg.horizon, cfg.epochs),)}, "
+          f"{chapter.planned_steps(cfg):,} optimizee steps")
+
+# %% [markdown]
+# ## Meta-training
+#
+# The shipped optimizer is trained first, then the ablation variants. All of them start from the same φ seed
+# (the "paper inputs" variant has the paper's LSTM, so another φ₀) and see the same sequence of training
+# networks. At every validation φ is frozen and scored by the final loss of the same validation networks, at the
+# final horizon of the curriculum; the best φ is kept. With `max_minutes` the run pauses at an epoch boundary, and
+# running the notebook again continues where it stopped.
+
+# %%
+trained = general.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)
+chapter.stop_if_paused(trained)
+
+# %%
+for t in trained.all:
+    h = t.history
+    print(f"{t.name}: best validation final loss {h.best_val:.4g} at epoch {h.best_epoch} of {t.cfg.epochs} "
+          f"(untrained {h.val_loss[0]:.4g}); {h.optimizee_steps:,} optimizee steps, {h.wall_time_s / 60:.1f} min")
+
+# %% tags=["remove-output"]
+shipped = trained[general.GENERAL]
+book.figure("general-meta-training", l2l.plots.plot_meta_training(shipped.history, metric=s.meta.val_metric),
+            book.meta_training_caption("The general optimizer", shipped.history, s.profile, s.meta.val_metric))
+
+# %% [markdown]
+# ```{glue:figure} general-meta-training
+# :name: fig-general-meta-training
+#
+# {glue:md}`general-meta-training-caption`
+# ```
+#
+# ## What each technique buys
+#
+# Every variant's best φ runs the same fresh networks of each validation configuration (unscaled, as a user's
+# network would be) for the ablations' final horizon. Each network's final loss is measured on a fixed evaluation
+# batch. The last column compares each variant with the full recipe network by network: the geometric mean of the
+# ratio of final losses, with its 95% interval. Above 1, switching the technique off made the optimizer worse. The
+# shipped optimizer (the full recipe at its larger budget) is scored on the same networks for reference.
+
+# %%
+finals = general.ablation_finals(trained, s, run_seeds, dev, out=out)
+display(Markdown(to_markdown(general.ablation_table(finals, s))))
+
+# %% [markdown]
+# ## Networks it never saw
+#
+# For each test, Adam's learning rate is tuned by final loss on validation networks; then the general optimizer,
+# Adam at 1e-3 and tuned Adam train the same test networks (same initialisations, same minibatches). Curves are
+# minibatch losses, mean over the test networks with 95% bands.
+
+# %%
+lstm = shipped.optimizer
+results = {t.name: general.compare(lstm, t, s, run_seeds, dev, out=out) for t in s.tests}
+
+# %% tags=["remove-output"]
+fig, axes = l2l.plots.panels(len(results))
+for ax, (name, r) in zip(axes, results.items()):
+    l2l.plots.plot_curves(r["curves"], title=f"{name}, {r['curves'][general.LEARNED].shape[1] - 1} steps", ax=ax)
+    ax.title.set_fontsize(8)
+l2l.plots.shared_legend(fig)
+book.figure("general-tests", fig, book.caption(
+    "The general optimizer against Adam at its default learning rate (1e-3) and Adam tuned on validation networks, "
+    "on four networks absent from meta-training: mean minibatch loss per step over the same test networks for "
+    "every optimizer (log scale), with 95% confidence bands", s.profile))
+
+# %% [markdown]
+# ```{glue:figure} general-tests
+# :name: fig-general-tests
+#
+# {glue:md}`general-tests-caption`
+# ```
+#
+# The losses of every run, with 95% half-widths, and the accuracy of the networks each optimizer trained on the
+# 10,000 held-out test images of MNIST or CIFAR-10:
+
+# %%
+display(Markdown(to_markdown(general.tests_table(results))))
+
+# %% [markdown]
+# The verdicts. Each advantage is the other optimizer's loss minus the general optimizer's, paired over the
+# test networks, with its 95% interval: positive means the general optimizer is ahead. "Beats Adam 1e-3" needs a
+# positive advantage on both the final and the summed loss ("significant" when both intervals exclude zero).
+# "Matches tuned Adam" means the general optimizer's final loss is not significantly worse than tuned Adam's.
+
+# %%
+display(Markdown(to_markdown(general.verdicts_table(results))))
+verdicts = general.claims(results)
+beaten = sum(v["beats_default"] for v in verdicts)
+matched = sum(v["matches_tuned"] for v in verdicts)
+print(f"profile {s.profile}: beats Adam at lr 1e-3 on {beaten} of {len(verdicts)} tests "
+      f"(target: all); matches tuned Adam on {matched} (target: at least one)")
+
+# %%
+record = record_run(
+    out, chapter=general.CHAPTER, notebook="notebooks/05_general.ipynb", settings=s, seed=seed,
+    device=describe_device(dev), started=started,
+    curves={f"{test}/{name}": c for test, r in results.items() for name, c in r["curves"].items()},
+    history=shipped.history, claims=None,
+    extra={"targets": verdicts, "tests": {test: {"tuned_adam_lr": r["rate"], "tuning_scores": r["scores"],
+                                                 "summary": l2l.summarize(r["curves"]), "test_accuracy": r["accuracy"]}
+                                          for test, r in results.items()},
+           "ablations": {v: f.tolist() for v, f in finals.items()},
+           "meta_trainings": trained.record()})
+print(f"wrote {display_path(out)}/run.json, curves.safetensors and {len(trained.all)} checkpoints; "
+      f"wall time {record['wall_time_s'] / 60:.1f} min")
+
+# %% [markdown]
+# ## What this shows
+#
+# The verdicts above are computed from this run alone, at the profile it printed. The ablation says which
+# techniques this optimizer needs at this budget, with intervals wide enough to show when a difference is noise.
+# The tests say whether it is worth using instead of Adam on a network like the four here. Two cautions. First,
+# tuned Adam had its learning rate chosen for each test, and the general optimizer had no such help: matching it
+# is the harder target. Second, each step of the learned optimizer costs far more than Adam's (an LSTM of 20 units
+# per coordinate, `benchmarks/RESULTS.md`), so even where it wins per step it may lose per second.
