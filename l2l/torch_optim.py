@@ -158,35 +158,23 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 s["c"].copy_(c_p)
 
     def _update_rnnprop(self, group: dict, rnnprop, params: list) -> None:
-        """RNNprop's step (l2l.general: θ ← θ − lr·α·tanh(·), moments m and v) over the concatenated `params`,
-        one call per step count (parameters added later start their moments at step 0)."""
+        """RNNprop's step (l2l.general: θ ← θ − lr·α·tanh(·), moments m and v), parameter by parameter, in place
+        (`RNNpropOptimizer.apply_`: chunks of coordinates, so a step allocates no state of its own)."""
         cfg, dtype = rnnprop.config, next(rnnprop.parameters()).dtype
         for p in params:
-            if not self.state[p]:
+            s = self.state[p]
+            if not s:
                 n = p.numel()
                 h, c = rnnprop.net.init_state(n, p.device, dtype).stacked()
-                self.state[p].update(step=torch.tensor(0, dtype=torch.int64), m=torch.zeros(len(cfg.beta1), n, device=p.device,
-                                     dtype=dtype), v=torch.zeros(n, device=p.device, dtype=dtype), h=h, c=c)
-        by_step: dict[int, list] = {}
-        for p in params:
-            by_step.setdefault(int(self.state[p]["step"]), []).append(p)
-        for t, same in by_step.items():
-            states, sizes = [self.state[p] for p in same], [p.numel() for p in same]
-            cat = lambda key, dim=0: torch.cat([s[key] for s in states], dim=dim)  # noqa: E731
-            theta = {"all": torch.cat([p.reshape(-1).to(dtype) for p in same])}
-            grads = {"all": torch.cat([p.grad.reshape(-1).to(dtype) for p in same])}
-            state = {"all": {"m": tuple(cat("m", 1)), "v": cat("v"), "t": t,
-                             "lstm": LSTMState(cat("h", 1), cat("c", 1))}}
-            new_theta, new_state = rnnprop.step(theta, grads, state, lr=group["lr"])
-            new = new_state["all"]
-            parts = zip(same, states, new_theta["all"].split(sizes), torch.stack(new["m"]).split(sizes, 1),
-                        new["v"].split(sizes), torch.stack(new["lstm"].h).split(sizes, 1),
-                        torch.stack(new["lstm"].c).split(sizes, 1))
-            for p, s, theta_p, m, v, h, c in parts:
-                p.copy_(theta_p.view(p.shape).to(p.dtype))
-                for key, value in (("m", m), ("v", v), ("h", h), ("c", c)):
-                    s[key].copy_(value)
-                s["step"] += 1
+                s.update(step=torch.tensor(0, dtype=torch.int64), m=torch.zeros(len(cfg.beta1), n, device=p.device,
+                         dtype=dtype), v=torch.zeros(n, device=p.device, dtype=dtype), h=h, c=c)
+            in_place = p.dtype == dtype and p.is_contiguous()
+            theta = p.detach().view(-1) if in_place else p.detach().reshape(-1).to(dtype)
+            rnnprop.apply_(theta, p.grad.reshape(-1).to(dtype), s["m"].unbind(), s["v"], s["h"].unbind(),
+                           s["c"].unbind(), int(s["step"]), lr=group["lr"])
+            if not in_place:
+                p.copy_(theta.view(p.shape))
+            s["step"] += 1
 
     # --- saving and resuming ---------------------------------------------------------------------------
     def __getstate__(self) -> dict:  # torch's keeps only defaults, state and groups; copies need φ too

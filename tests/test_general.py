@@ -346,3 +346,31 @@ def test_the_command_line_lists_an_rnnprop_checkpoint():
     from l2l.cli import describe_architecture
     line = describe_architecture(RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9))).describe())
     assert line.startswith("RNNprop (2x20") and "0.5, 0.9" in line
+
+
+def test_the_chunked_in_place_step_is_the_step(monkeypatch):
+    """apply_ (what LearnedOptimizer runs: chunks of coordinates, everything in place) and the no-graph step of a
+    large group (on copies) give the graph-keeping step's θ and state, over several steps."""
+    import l2l.general.optimizer as general_optimizer
+
+    torch.manual_seed(5)
+    opt = RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9)))
+    n = 53
+    theta = {"x": torch.randn(n)}
+    state = opt.init_state(theta)
+    flat = theta["x"].clone()
+    m, v = [torch.zeros(n), torch.zeros(n)], torch.zeros(n)
+    h, c = [torch.zeros(n, 20), torch.zeros(n, 20)], [torch.zeros(n, 20), torch.zeros(n, 20)]
+    monkeypatch.setattr(general_optimizer, "APPLY_CHUNK", 16)  # the no-graph step takes the chunked path too
+    copy, copy_state = {"x": theta["x"].clone()}, opt.init_state(theta)
+    for t in range(4):
+        grad = torch.randn(n) * 10 ** torch.randint(-3, 3, (n,))
+        theta, state = opt.step(theta, {"x": grad}, state, lr=0.7)  # with a graph: the plain path
+        opt.apply_(flat, grad, m, v, h, c, t, lr=0.7, chunk=7)
+        with torch.no_grad():
+            copy, copy_state = opt.step(copy, {"x": grad}, copy_state, lr=0.7)
+        for got in (flat, copy["x"]):
+            torch.testing.assert_close(got, theta["x"].detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.stack(h), torch.stack(state["x"]["lstm"].h).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(v, state["x"]["v"], rtol=1e-5, atol=1e-7)
+    assert copy_state["x"]["t"] == 4

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import fused_lstm
-from ..optimizer import LSTMState
+from ..optimizer import APPLY_CHUNK, LSTMState
 
 KIND = "rnnprop"  # describe()["kind"]: what a loader must build
 
@@ -133,11 +133,19 @@ class RNNpropOptimizer(nn.Module):
         return state
 
     def step(self, theta: dict[str, Tensor], grads: dict[str, Tensor], state: dict, lr: float = 1.0):
-        """θ_{t+1} = θ_t − lr · α · tanh(out); returns (new θ, new state). lr scales the step, nothing else."""
+        """θ_{t+1} = θ_t − lr · α · tanh(out); returns (new θ, new state). lr scales the step, nothing else.
+        Without a graph, a group of more than APPLY_CHUNK coordinates takes `apply_`'s chunked path on copies."""
         cfg = self.config
         new_theta, new_state = {}, {}
         for g, t in theta.items():  # one entry per parameter group, never per tensor
             s, grad = state[g], grads[g].reshape(-1)
+            if not torch.is_grad_enabled() and t.numel() > APPLY_CHUNK:
+                new = {"m": tuple(mk.clone() for mk in s["m"]), "v": s["v"].clone(), "t": s["t"] + 1,
+                       "lstm": LSTMState([h.clone() for h in s["lstm"].h], [c.clone() for c in s["lstm"].c])}
+                flat = t.reshape(-1).clone()
+                self.apply_(flat, grad, new["m"], new["v"], new["lstm"].h, new["lstm"].c, s["t"], lr)
+                new_theta[g], new_state[g] = flat.view(t.shape), new
+                continue
             m = tuple(b * mk + (1 - b) * grad for mk, b in zip(s["m"], cfg.beta1))
             v = cfg.beta2 * s["v"] + (1 - cfg.beta2) * grad * grad
             k = s["t"] + 1
@@ -145,6 +153,28 @@ class RNNpropOptimizer(nn.Module):
             new_theta[g] = t - (lr * cfg.alpha) * torch.tanh(out).reshape(t.shape)
             new_state[g] = {"m": m, "v": v, "t": k, "lstm": lstm}
         return new_theta, new_state
+
+    @torch.no_grad()
+    def apply_(self, theta: Tensor, grad: Tensor, m, v: Tensor, h, c, t: int, lr: float = 1.0,
+               chunk: int = APPLY_CHUNK) -> None:
+        """`step` on flat tensors, in place and without a graph, `chunk` coordinates at a time (the coordinates are
+        independent): θ [n], the moments m (K tensors [n]) and v [n], and the LSTM state h and c (per layer,
+        [n, hidden]) are overwritten with their values after the step; ∇ [n] is read; t is the number of steps
+        taken before this one. What `l2l.LearnedOptimizer` runs: the chunks keep the gate buffers in the CPU's
+        cache and the allocator reuses them, instead of faulting in gigabytes of fresh memory at every step."""
+        cfg = self.config
+        for start in range(0, theta.numel(), chunk):
+            rows = slice(start, start + chunk)
+            g = grad[rows]
+            m_rows = [mk[rows] for mk in m]
+            for mk, b in zip(m_rows, cfg.beta1):
+                mk.mul_(b).add_(g, alpha=1 - b)
+            v_rows = v[rows].mul_(cfg.beta2).addcmul_(g, g, value=1 - cfg.beta2)
+            out, new = self.net(rnnprop_inputs(g, m_rows, v_rows, t + 1, cfg),
+                                LSTMState([hl[rows] for hl in h], [cl[rows] for cl in c]))
+            for dst, src in zip([*h, *c], [*new.h, *new.c]):
+                dst[rows] = src
+            theta[rows] -= (lr * cfg.alpha) * torch.tanh(out)
 
     def describe(self) -> dict:
         """Architecture as plain data, saved in checkpoints; "kind" tells a loader which class to build."""
