@@ -3,7 +3,7 @@
     python benchmarks/bench.py                 # everything, CPU
     python benchmarks/bench.py --only meta     # meta-training throughput: ours against R1 and R2
     python benchmarks/bench.py --only init     # the same, l2l and R2, from several starting points φ₀
-    python benchmarks/bench.py --only apply    # applying a trained LSTM against torch.optim.Adam, with the floor
+    python benchmarks/bench.py --only apply    # applying a learned optimizer against Adam, with the floor; the 1.2M CNN
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
     python benchmarks/bench.py --only processes  # 1 process x 2 threads against 2 processes x 1 thread (gloo)
     python benchmarks/bench.py --only cifar    # where a CIFAR meta-training step and a baseline step go (batch 128)
@@ -464,12 +464,26 @@ def measure_bandwidth_and_flops(device):
     return bandwidth, flops
 
 
+def apply_floor_flops(kind: str, h: int = 20) -> int:
+    """FLOPs per coordinate of one applied step: the multiply-adds of the 2-layer, h-unit LSTM's gates (4h rows,
+    from the layer's input and its hidden state), the head, and the input projection: 2 preprocessed inputs into
+    the first layer (the paper), or a 4 → h embedding before it (the general optimizer: ∇ and 3 momenta)."""
+    if kind == "paper":
+        return 2 * (4 * h * (2 + h) + 4 * h * (h + h) + h)
+    return 2 * (4 * h + 2 * 4 * h * (h + h) + h)
+
+
 def bench_apply(device, sizes):
-    """A learned step (l2l.LearnedOptimizer.step) vs torch.optim.Adam.step on the same parameter; the floor."""
+    """A learned step (l2l.LearnedOptimizer.step) vs torch.optim.Adam.step on the same parameter, for the paper's
+    MNIST LSTM and the general optimizer's architecture (l2l.general.RNNpropOptimizer as chapter 5 trains it: the
+    cost does not depend on φ's values); each with its floor."""
+    from l2l.general import RNNpropConfig, RNNpropOptimizer
+
     bandwidth, flops = measure_bandwidth_and_flops(device)
     emit(figure="machine", bandwidth_GBps=round(bandwidth / 1e9, 2), matmul_GFLOPs=round(flops / 1e9, 1),
          device=str(device))
-    lstm = mnist.make_optimizer(device)
+    optimizers = {"paper": mnist.make_optimizer(device),
+                  "general": RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9, 0.99))).to(device)}
     for n in sizes:
         need = 4 * n * (80 * 3 + 20 * 8)  # gates, activations and state, old and new, with headroom
         if need > 0.7 * free_memory_bytes(device):
@@ -479,19 +493,57 @@ def bench_apply(device, sizes):
         p = torch.zeros(n, device=device, requires_grad=True)
         p.grad = torch.randn(n, device=device)
         adam = torch.optim.Adam([p], lr=1e-3)
-        t_adam = timed(adam.step, device, 3)
-        learned = l2l.LearnedOptimizer([p], optimizer=lstm)  # what a user's training loop calls
+        learned = {kind: l2l.LearnedOptimizer([p], optimizer=opt) for kind, opt in optimizers.items()}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        t_lstm = timed(learned.step, device, 3)
+        times = interleaved_best({"adam": adam.step, **{k: o.step for k, o in learned.items()}}, device, 3)
         peak = peak_memory_mb(device)
-        # floor: read and write 2 layers × (h, c) × 20 floats per coordinate, plus θ and ∇; ~10⁴ FLOPs
-        bytes_moved = n * 4 * (2 * 2 * 2 * 20 + 3)
-        step_flops = n * 2 * (4 * 20 * (2 + 20) + 4 * 20 * (20 + 20) + 20)
-        floor = max(bytes_moved / bandwidth, step_flops / flops)
-        emit(figure="apply_step", n_params=n, lstm_ms=round(1e3 * t_lstm, 3), adam_ms=round(1e3 * t_adam, 3),
-             lstm_over_adam=round(t_lstm / t_adam, 1), floor_ms=round(1e3 * floor, 3),
-             over_floor=round(t_lstm / floor, 1), peak_MB=peak)
+        for kind in learned:
+            # floor: read and write the state (2 layers × (h, c) × 20 floats; general: + 4 moments) and θ, ∇
+            bytes_moved = n * 4 * (2 * 2 * 2 * 20 + 3 + (2 * 4 if kind == "general" else 0))
+            floor = max(bytes_moved / bandwidth, n * apply_floor_flops(kind) / flops)
+            emit(figure="apply_step", optimizer=kind, n_params=n, lstm_ms=round(1e3 * times[kind], 3),
+                 adam_ms=round(1e3 * times["adam"], 3), lstm_over_adam=round(times[kind] / times["adam"], 1),
+                 floor_ms=round(1e3 * floor, 3), over_floor=round(times[kind] / floor, 1), peak_MB=peak)
+
+
+class ExampleCNN(nn.Module):
+    """PyTorch's MNIST example network (1.2 M parameters): conv 32, conv 64, max-pool, dropout, FC 128, FC 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+        self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        x = F.dropout(x, 0.25, self.training).flatten(1)
+        return self.fc2(F.dropout(F.relu(self.fc1(x)), 0.5, self.training))
+
+
+def bench_apply_cnn(device, batch: int = 64):
+    """What a step costs on the 1.2 M-parameter MNIST CNN of issue 19 (batch 64): the model's own forward and
+    backward, Adam's step, and LearnedOptimizer.step with the general optimizer's architecture."""
+    from l2l.general import RNNpropConfig, RNNpropOptimizer
+
+    torch.manual_seed(0)
+    model = ExampleCNN().to(device)
+    x, y = torch.randn(batch, 1, 28, 28, device=device), torch.randint(0, 10, (batch,), device=device)
+
+    def forward_backward():
+        model.zero_grad(set_to_none=False)
+        F.cross_entropy(model(x), y).backward()
+
+    forward_backward()
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    general = l2l.LearnedOptimizer(model.parameters(), RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9, 0.99))),
+                                   lr=0)  # lr 0: the weights stay put, so every repeat does the same work
+    times = interleaved_best({"forward_backward": forward_backward, "adam": adam.step, "general": general.step},
+                             device, 3)
+    n = sum(p.numel() for p in model.parameters())
+    emit(figure="apply_cnn", n_params=n, batch=batch, forward_backward_ms=round(1e3 * times["forward_backward"], 2),
+         adam_ms=round(1e3 * times["adam"], 2), general_ms=round(1e3 * times["general"], 2),
+         general_over_forward_backward=round(times["general"] / times["forward_backward"], 1))
 
 
 def peak_memory_mb(device):
@@ -638,6 +690,7 @@ def main(argv=None):
         bench_init(device, range(args.init_seeds))
     if args.only in (None, "apply"):
         bench_apply(device, [n for n in sizes if n >= 10**4])
+        bench_apply_cnn(device)
     if args.only in (None, "scaling"):
         bench_scaling(device, sizes)
     if args.only in (None, "processes") and device.type == "cpu":

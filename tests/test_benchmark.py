@@ -24,9 +24,12 @@ def test_apply_and_scaling_figures(capsys, one_thread):
     cpu = torch.device("cpu")
     bench.bench_apply(cpu, [10_000])
     bench.bench_scaling(cpu, [1_000])
-    machine, apply, scaling = figures(capsys)
+    machine, *applied, scaling = figures(capsys)
     assert machine["figure"] == "machine" and machine["bandwidth_GBps"] > 0
-    assert apply["n_params"] == 10_000 and apply["lstm_ms"] > 0 and apply["over_floor"] > 0
+    assert [a["optimizer"] for a in applied] == ["paper", "general"]  # the paper's LSTM and chapter 5's
+    for apply in applied:
+        assert apply["n_params"] == 10_000 and apply["lstm_ms"] > 0 and apply["over_floor"] > 0
+    assert bench.apply_floor_flops("general") > bench.apply_floor_flops("paper") > 9_000  # about 10⁴ each
     # what one unroll keeps for backward, per coordinate and step, is what the memory check assumes
     assert abs(scaling["saved_bytes_per_coord_step"] - bench.SAVED_BYTES_PER_COORD_STEP) < 0.1 * bench.SAVED_BYTES_PER_COORD_STEP
 
@@ -94,3 +97,11 @@ def test_the_cifar_cnn_pools_before_relu_with_the_same_loss_and_gradients(one_th
     assert torch.equal(new, old)
     for a, b in zip(torch.autograd.grad(new, list(theta.values())), torch.autograd.grad(old, list(theta.values()))):
         assert torch.equal(a, b)
+
+
+def test_the_cnn_cost_figure(capsys, one_thread):
+    bench = load_bench()
+    bench.bench_apply_cnn(torch.device("cpu"), batch=4)
+    (cnn,) = figures(capsys)
+    assert cnn["figure"] == "apply_cnn" and 1_150_000 < cnn["n_params"] < 1_250_000  # the issue's 1.2 M
+    assert cnn["general_ms"] > 0 and cnn["forward_backward_ms"] > 0
