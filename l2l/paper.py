@@ -84,6 +84,7 @@ BY_ID = {c.id: c for c in CLAIMS}
 
 CHAPTERS = {"quadratic": ("Ch. 1", "notebooks/01_quadratic"), "mnist": ("Ch. 2", "notebooks/02_mnist"),
             "cifar": ("Ch. 3", "notebooks/03_cifar"), "art": ("Ch. 4", "notebooks/04_neural_art")}
+BEYOND = {"general": ("Ch. 5", "notebooks/05_general")}  # chapters beyond the paper: no claim of its, runs shown
 
 # Claim texts of runs recorded before claims carried an "id": (chapter, text) -> id.
 LEGACY_TEXTS = {
@@ -186,7 +187,7 @@ def compact(n: int) -> str:
 
 def chapter_link(chapter: str, page: str, label: str | None = None) -> str:
     """A Markdown link to a chapter, relative to the page (a docname such as 'book/summary')."""
-    name, doc = CHAPTERS[chapter]
+    name, doc = {**CHAPTERS, **BEYOND}[chapter]
     rel = os.path.relpath(doc, os.path.dirname(page) or ".")
     return f"[{label or name}]({rel}.ipynb)"
 
@@ -268,7 +269,7 @@ def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: s
 
     root = Path(root) if root is not None else Path(__file__).resolve().parents[1] / "results"
     rows = []
-    for name in CHAPTERS:
+    for name in {**CHAPTERS, **BEYOND}:
         if (runs.get(name) or {}).get("profile") == "paper" or not (root / name / "state").is_dir():
             continue
         module = importlib.import_module(f"l2l.experiments.{name}")
