@@ -206,6 +206,16 @@ def test_small_cnn_matches_torch_modules():
     assert problem.init()["net"].numel() == fam.n_params
 
 
+def test_small_net_accuracy_is_on_the_test_images_without_dropout():
+    fam = synthetic(SmallNetFamily(channels=(4,), hidden=(7,), dropout=0.5), n=50)
+    problem = fam.sample(torch.Generator().manual_seed(0))
+    theta = problem.init()
+    images, labels = fam._data["test"]
+    expected = (problem.forward(theta, images).argmax(1) == labels).float().mean().item()
+    assert problem.accuracy(theta, chunk=16) == pytest.approx(expected)  # chunks of 16, 16, 16, 2
+    assert problem.accuracy(theta) == problem.accuracy(theta)  # no dropout: deterministic
+
+
 # --- meta-training --------------------------------------------------------------------------------------------
 
 TINY = (TaskSpec("mlp", hidden=(6,), activation="sigmoid"),
