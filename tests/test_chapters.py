@@ -226,7 +226,7 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert calls == [1, 1, 1]
-    monkeypatch.setitem(common._CODE, "None", "the library changed")  # same inputs, other code: recomputed
+    monkeypatch.setattr(common, "code_digest", lambda **kw: "the library changed")  # other code: recomputed
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert calls == [1, 1, 1, 1]
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
@@ -248,25 +248,27 @@ def test_the_planned_trainings_are_those_a_run_makes_and_status_reads_them(name,
 
 
 def test_the_code_digest_follows_computing_code_but_not_presentation(tmp_path, monkeypatch):
-    """Kept comparisons are hours each at the paper profile: editing the CLI or the second recipe keeps them,
-    editing code that computes them does not."""
+    """Kept comparisons are hours each at the paper profile: editing the CLI keeps them, and the second recipe keeps
+    chapters 1-4's; editing code that computes them does not."""
     import shutil
 
     from l2l.experiments import common
-    from l2l.experiments.common import NOT_IN_DIGEST
+    from l2l.experiments.common import NOT_IN_DIGEST, SECOND_RECIPE
 
-    def code_digest(root):
+    def code_digest(root, **kw):
         monkeypatch.setattr(common, "_CODE", {})  # computed afresh, not the digest kept for this process
-        return common.code_digest(root)
+        return common.code_digest(root, **kw)
 
     root = Path(chapter.__file__).resolve().parents[1]
-    for entry in NOT_IN_DIGEST:
+    for entry in NOT_IN_DIGEST + SECOND_RECIPE:
         assert (root / entry).exists(), f"{entry} is excluded from the digest but no longer exists"
     pkg = tmp_path / "l2l"
     shutil.copytree(root, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
-    before = code_digest(pkg)
+    before, before_ch5 = code_digest(pkg), code_digest(pkg, exclude=NOT_IN_DIGEST)
     (pkg / "cli.py").write_text((pkg / "cli.py").read_text() + "\nX = 1\n")
+    assert code_digest(pkg, exclude=NOT_IN_DIGEST) == before_ch5
     (pkg / "general" / "tasks.py").write_text((pkg / "general" / "tasks.py").read_text() + "\nX = 1\n")
+    assert code_digest(pkg, exclude=NOT_IN_DIGEST) != before_ch5  # chapter 5's comparisons run that code
     (pkg / "baselines.py").write_text((pkg / "baselines.py").read_text() + "\n# a comment\n")
     assert code_digest(pkg) == before
     (pkg / "baselines.py").write_text((pkg / "baselines.py").read_text() + "\nX = 1\n")

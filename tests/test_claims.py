@@ -19,7 +19,7 @@ def test_paired_interval_is_the_t_interval_of_the_differences():
     curves = curves_with_finals({"LSTM": [1.0, 2.0, 3.0, 4.0], "Adam": [2.0, 2.5, 4.0, 6.0]})
     row = paired(curves, "LSTM", "Adam", "final")
     diff = torch.tensor([1.0, 0.5, 1.0, 2.0], dtype=torch.float64)
-    half = 1.96 * diff.std().item() / 2
+    half = 3.182 * diff.std().item() / 2  # Student's t, 3 degrees of freedom
     assert math.isclose(row["advantage"], 1.125) and math.isclose(row["ci_low"], 1.125 - half)
     assert row["better"] and row["significant"] and row["statistic"] == "mean"
     summed = paired(curves, "LSTM", "Adam", "summed")
@@ -79,3 +79,10 @@ def test_a_claim_is_reproduced_only_if_the_other_meta_training_seeds_agree():
     lost = across_seeds(beats_all, curves_with_finals({**base, "LSTM": [2.5, 2.4, 2.6, 2.5]}), {"1": disagree},
                         metric="final")
     assert "disagree" not in verdict_text("claim", lost)
+
+
+def test_t_quantiles_approach_the_normal_one():
+    from l2l.claims import t975
+    assert t975(1) == 12.706 and t975(9) == 2.262 and t975(30) == 2.042
+    assert abs(t975(31) - 2.040) < 1e-3 and abs(t975(99) - 1.984) < 1e-3 and abs(t975(10**6) - 1.96) < 1e-3
+    assert all(t975(d) > t975(d + 1) for d in range(1, 200))

@@ -381,6 +381,7 @@ def test_the_chunked_in_place_step_is_the_step(monkeypatch):
             copy, copy_state = opt.step(copy, {"x": grad}, copy_state, lr=0.7)
         for got in (flat, copy["x"]):
             torch.testing.assert_close(got, theta["x"].detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.stack(h), torch.stack(state["x"]["lstm"].h).detach(), rtol=1e-5, atol=1e-6)
+    for got, want in ((h, state["x"]["lstm"].h), (c, state["x"]["lstm"].c), (m, state["x"]["m"])):
+        torch.testing.assert_close(torch.stack(got), torch.stack(want).detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(v, state["x"]["v"], rtol=1e-5, atol=1e-7)
     assert copy_state["x"]["t"] == 4

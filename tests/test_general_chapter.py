@@ -41,17 +41,27 @@ def curves(n, final, noise=0.01, seed=0):
     return torch.linspace(2.3, final, 11).expand(n, 11) + noise * torch.randn(n, 11, generator=g)
 
 
+def result(finals: dict, n=20) -> dict:
+    """A comparison's record with curves ending at, and fixed-batch final losses around, each optimizer's value."""
+    return {"curves": {k: curves(n, f, seed=i) for i, (k, f) in enumerate(finals.items())},
+            "final": {k: curves(n, f, seed=10 + i)[:, -1] for i, (k, f) in enumerate(finals.items())}}
+
+
 def test_verdicts_follow_the_paired_comparisons():
-    n = 20
-    winning = {"curves": {general.LEARNED: curves(n, 0.5), general.DEFAULT: curves(n, 1.0, seed=1),
-                          general.TUNED: curves(n, 0.5, seed=2)}}
-    v = general.verdicts(winning)
+    v = general.verdicts(result({general.LEARNED: 0.5, general.DEFAULT: 1.0, general.TUNED: 0.5}))
     assert v["beats_default"] and v["beats_default_significantly"] and v["matches_tuned"]
-    losing = {"curves": {general.LEARNED: curves(n, 1.5), general.DEFAULT: curves(n, 1.0, seed=1),
-                         general.TUNED: curves(n, 0.5, seed=2)}}
-    v = general.verdicts(losing)
+    v = general.verdicts(result({general.LEARNED: 1.5, general.DEFAULT: 1.0, general.TUNED: 0.5}))
     assert not v["beats_default"] and not v["matches_tuned"]
     assert v["vs_tuned"]["final"]["ci_high"] < 0 and math.isfinite(v["vs_default"]["summed"]["advantage"])
+    # 15% above tuned Adam is not a match, even where the difference would not be significant with few networks
+    v = general.verdicts(result({general.LEARNED: 0.575, general.DEFAULT: 1.0, general.TUNED: 0.5}, n=3))
+    assert not v["matches_tuned"] and v["final_over_tuned"]["ratio"] == pytest.approx(1.15, rel=0.05)
+
+
+def test_a_diverged_network_gives_the_median_ratio():
+    a, b = torch.tensor([1.0, 2.0, math.inf, 4.0, 8.0]), torch.tensor([1.0, 1.0, 1.0, 2.0, 4.0])
+    ratio, low, high = general.ratio_ci(a, b)
+    assert ratio == 2.0 and low <= ratio <= high and math.isfinite(ratio)
 
 
 def test_the_command_line_sends_a_general_checkpoint_to_its_chapter(tmp_path, capsys):

@@ -73,16 +73,19 @@ def kept(cache: Path | None, key: str, compute):
 
 
 def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
-                 cache_key) -> str:
+                 cache_key, second_recipe: bool = False) -> str:
     """A digest of everything a comparison's result depends on: the learned optimizers' architecture and φ bytes,
     the families, steps, problem counts, seeds, grid, `cache_key`, and the code that computes it (`code_digest`,
-    torch's version), so a kept result is never reused after the library changed."""
+    whether the fused CPU step ran, torch's version), so a kept result is never reused after the library changed.
+    second_recipe: the comparison runs l2l.general's code too (chapter 5), so the digest covers it."""
+    from .. import fused_lstm
     import torch
 
     digest = hashlib.sha256(json.dumps(
         [repr(fam), repr(tune_family), steps, n_tune, n_test, seeds, [float(g) for g in grid],
          final_metric is not None, cache_key, sorted(learned), [learned[n].describe() for n in sorted(learned)],
-         code_digest(), torch.__version__], sort_keys=True, default=str).encode())
+         code_digest(exclude=NOT_IN_DIGEST if second_recipe else NOT_IN_DIGEST + SECOND_RECIPE),
+         fused_lstm.enabled(), torch.__version__], sort_keys=True, default=str).encode())
     for name in sorted(learned):
         for pname, t in sorted(learned[name].state_dict().items()):
             digest.update(pname.encode())
@@ -91,22 +94,24 @@ def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, g
 
 
 _CODE = {}
-# modules no comparison's numbers depend on: presentation, the command line, the torch.optim wrapper and the second
-# recipe (issue 19). Editing them keeps the kept comparisons, which at the paper profile are hours of compute each.
+# modules no kept comparison's numbers depend on: presentation, the command line, the torch.optim wrapper. Editing
+# them keeps the kept comparisons, which at the paper profile are hours of compute each.
 NOT_IN_DIGEST = ("__main__.py", "book.py", "claims.py", "cli.py", "paper.py", "plots.py", "results.py",
-                 "torch_optim.py", "general/", "trained/", "experiments/general.py")
+                 "torch_optim.py", "trained/")
+SECOND_RECIPE = ("general/", "experiments/general.py")  # chapter 5's code: no comparison of chapters 1-4 runs it
 
 
-def code_digest(root: Path | None = None) -> str:
-    """A digest of the library's code that computes results: every l2l module's syntax tree without docstrings
-    (except NOT_IN_DIGEST's), so editing prose, comments or presentation keeps kept results, and editing code does
-    not. root: the package folder (default: this l2l's)."""
-    key = str(root)
+def code_digest(root: Path | None = None, exclude: tuple[str, ...] = NOT_IN_DIGEST + SECOND_RECIPE) -> str:
+    """A digest of the library's code that computes results: every l2l module's syntax tree without docstrings,
+    except the modules (paths relative to the package, or folders ending in /) in `exclude`; so editing prose,
+    comments or excluded modules keeps kept results, and editing code does not. root: the package folder
+    (default: this l2l's)."""
+    key = f"{root}|{exclude}"
     if key not in _CODE:
         digest = hashlib.sha256()
         root = Path(root or Path(__file__).resolve().parents[1])
         for path in sorted(root.rglob("*.py")):
-            if path.relative_to(root).as_posix().startswith(NOT_IN_DIGEST):
+            if path.relative_to(root).as_posix().startswith(exclude):
                 continue
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
