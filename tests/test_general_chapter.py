@@ -73,3 +73,21 @@ def test_the_command_line_sends_a_general_checkpoint_to_its_chapter(tmp_path, ca
     save_optimizer(RNNpropOptimizer(), path, task="general", profile="smoke")
     assert main(["evaluate", str(path), "--profile", "smoke", "--device", "cpu"]) == 2
     assert "held-out tests judge it (python -m l2l run general)" in capsys.readouterr().err
+
+
+def test_adam_runs_are_kept_apart_from_the_learned_optimizers(tmp_path, monkeypatch):
+    """A retrained φ reruns only its own test networks: Adam's tuning and runs are reused."""
+    from l2l.general import RNNpropOptimizer, TaskSpec
+
+    s = general.settings("smoke")
+    test = general.HeldOut("tiny", TaskSpec("mlp-4", hidden=(4,), activation="relu"), steps=3, batch_size=8, n_test=2)
+    seeds = {"train": 0, "validation": 1, "test": 2}
+    first = general.compare(RNNpropOptimizer(), test, s, seeds, out=tmp_path)
+    assert set(first["curves"]) == {general.LEARNED, general.DEFAULT, general.TUNED}
+    assert first["final"][general.LEARNED].shape == (2,) and len(first["accuracy"][general.TUNED]) == 2
+    calls = []
+    monkeypatch.setattr(general, "tune_baselines", lambda *a, **k: calls.append(1))
+    torch.manual_seed(1)
+    again = general.compare(RNNpropOptimizer(), test, s, seeds, out=tmp_path)  # another φ
+    assert calls == [] and torch.equal(again["curves"][general.TUNED], first["curves"][general.TUNED])
+    assert not torch.equal(again["curves"][general.LEARNED], first["curves"][general.LEARNED])

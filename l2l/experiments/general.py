@@ -203,30 +203,49 @@ def measures(problem, theta) -> tuple[float, float]:
     return problem.accuracy(theta), float(final_loss(problem, theta))
 
 
-def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None):
-    """`general` against Adam at lr 1e-3 and Adam tuned (by final loss on `s.n_tune` validation networks of the
-    test, over `s.adam_grid`, extended at an edge) on the same `test.n_test` test networks and minibatches.
-    Returns {"curves": {name: [n_test, steps + 1]} (minibatch losses), "final": {name: [n_test]} (fixed-batch
-    final losses), "accuracy": {name: [n_test]}, "rate", "scores"}; kept in out/eval/<test>.pt."""
+def runs(opt, fam, test: HeldOut, seeds: dict) -> dict:
+    """`opt` on the test's `test.n_test` test networks: {"curves": [n_test, steps + 1] (minibatch losses),
+    "final": [n_test] (fixed-batch final losses), "accuracy": [n_test]}."""
+    curves, scores = run_problems(opt, fam, test.steps, test.n_test, seeds["test"], final_metric=measures)
+    return {"curves": curves, "final": torch.tensor([f for _, f in scores]), "accuracy": [a for a, _ in scores]}
+
+
+def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None) -> dict:
+    """Adam tuned (by final loss on `s.n_tune` validation networks of the test, over `s.adam_grid`, extended at an
+    edge), then Adam at lr 1e-3 and tuned Adam on the test networks: {DEFAULT: runs, TUNED: runs, "rate",
+    "scores"}. They do not depend on the learned optimizer, so they are kept apart (out/eval/<test>-adam.pt) and
+    a retrained φ reuses them."""
     fam = test.family(device)
-    key = common.fingerprint({LEARNED: general}, fam, fam, test.steps, s.n_tune, test.n_test, seeds, s.adam_grid,
-                             True, {"default": DEFAULT_LR, "extend": EXTEND, "metric": "accuracy, final loss"},
+    key = common.fingerprint({}, fam, fam, test.steps, s.n_tune, test.n_test, seeds, s.adam_grid, True,
+                             {"default": DEFAULT_LR, "extend": EXTEND, "metric": "accuracy, final loss"},
                              second_recipe=True)
 
     def run():
         tuning = tune_baselines(fam, test.steps, s.n_tune, seeds["validation"], grid=s.adam_grid, names=("Adam",),
                                 progress=False, extend=EXTEND)
-        optimizers = {LEARNED: general, DEFAULT: Adam(DEFAULT_LR), TUNED: tuning.make("Adam")}
-        curves, final, acc = {}, {}, {}
-        for name, opt in optimizers.items():
-            curves[name], scores = run_problems(opt, fam, test.steps, test.n_test, seeds["test"],
-                                                final_metric=measures)
-            acc[name], final[name] = [a for a, _ in scores], torch.tensor([f for _, f in scores])
-        return {"curves": curves, "final": final, "accuracy": acc, "rate": tuning.rates["Adam"],
-                "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
+        return {DEFAULT: runs(Adam(DEFAULT_LR), fam, test, seeds), TUNED: runs(tuning.make("Adam"), fam, test, seeds),
+                "rate": tuning.rates["Adam"], "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
 
-    cache = None if out is None else chapter.eval_dir(out) / f"{slug(test.name)[len('ablation-'):]}.pt"
-    return common.kept(cache, key, run)
+    return common.kept(_cache(out, test, "-adam"), key, run)
+
+
+def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None):
+    """`general` against Adam at lr 1e-3 and tuned Adam (`adam_runs`) on the same `test.n_test` test networks and
+    minibatches. Returns {"curves": {name: [n_test, steps + 1]} (minibatch losses), "final": {name: [n_test]}
+    (fixed-batch final losses), "accuracy": {name: [n_test]}, "rate", "scores"}; the general optimizer's runs are
+    kept in out/eval/<test>.pt."""
+    fam = test.family(device)
+    adam = adam_runs(test, s, seeds, device, out)
+    key = common.fingerprint({LEARNED: general}, fam, fam, test.steps, 0, test.n_test, seeds, [], True,
+                             {"metric": "accuracy, final loss"}, second_recipe=True)
+    mine = common.kept(_cache(out, test, ""), key, lambda: runs(general, fam, test, seeds))
+    by_name = {LEARNED: mine, DEFAULT: adam[DEFAULT], TUNED: adam[TUNED]}
+    return {**{k: {name: r[k] for name, r in by_name.items()} for k in ("curves", "final", "accuracy")},
+            "rate": adam["rate"], "scores": adam["scores"]}
+
+
+def _cache(out, test: HeldOut, suffix: str):
+    return None if out is None else chapter.eval_dir(out) / f"{slug(test.name)[len('ablation-'):]}{suffix}.pt"
 
 
 def verdicts(result: dict) -> dict:
