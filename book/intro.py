@@ -71,6 +71,9 @@ display(Markdown(tally_text(runs) + "\n\n" + to_markdown(intro_rows(runs, page="
 #   convolutional parameters and one for the fully connected ones; the label subsets CIFAR-5 and CIFAR-2,
 #   and LSTM-sub, an optimizer meta-trained only on held-out labels.
 # - **Chapter 4, neural art**: style transfer where the optimizee's parameters are the pixels of an image.
+# - **Chapter 5, beyond the paper**: the same coordinatewise LSTM meta-trained, with techniques published
+#   since, on a mixture of small networks, and tested on networks it never saw against Adam: an optimizer meant
+#   for your own models rather than a reproduction.
 #
 # Each chapter was executed once at the largest profile the machine we had could afford, and prints
 # which one. Chapters 1 and 2 fit on a CPU at the paper's settings; chapters 3 and 4 are sized for a GPU

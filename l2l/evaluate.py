@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .claims import t975
 from .unroll import start, unroll
 
 
@@ -55,26 +56,26 @@ def evaluate(optimizer, family, steps: int, n_problems: int, seed: int, progress
     return run_problems(optimizer, family, steps, n_problems, seed, progress=progress)[0]
 
 
-def mean_and_band(curves: Tensor, z: float = 1.96) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean curve and its 95% confidence band (normal approximation over the curves)."""
+def mean_and_band(curves: Tensor, z: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean curve and its 95% confidence band over the curves (Student's t quantile; z: another multiplier)."""
     curves = curves.double()
     mean = curves.mean(0)
     if curves.shape[0] < 2:
         return mean, mean, mean
+    z = t975(curves.shape[0] - 1) if z is None else z
     half = z * curves.std(0) / math.sqrt(curves.shape[0])
     return mean, mean - half, mean + half
 
 
 def summarize(curves: dict[str, Tensor]) -> dict[str, dict[str, float]]:
-    """Final and summed loss per optimizer (mean over curves, with 95% half-widths)."""
+    """Final and summed loss per optimizer (mean over curves, with 95% half-widths: Student's t)."""
     out = {}
     for name, c in curves.items():
         final, total = c[:, -1].double(), c[:, 1:].sum(1).double()
         n = max(c.shape[0], 1)
-        out[name] = {
-            "final": final.mean().item(), "final_ci": 1.96 * final.std().item() / math.sqrt(n) if n > 1 else 0.0,
-            "summed": total.mean().item(), "summed_ci": 1.96 * total.std().item() / math.sqrt(n) if n > 1 else 0.0,
-        }
+        t = t975(n - 1) / math.sqrt(n) if n > 1 else 0.0
+        out[name] = {"final": final.mean().item(), "final_ci": t * final.std().item() if n > 1 else 0.0,
+                     "summed": total.mean().item(), "summed_ci": t * total.std().item() if n > 1 else 0.0}
     return out
 
 

@@ -101,4 +101,4 @@ def test_summaries_and_bands():
     assert (lo < mean).all() and (hi > mean).all()
     s = l2l.summarize({"x": curves})["x"]
     assert s["final"] == 2.0 and s["summed"] == 5.0
-    assert math.isclose(s["final_ci"], 1.96 * math.sqrt(2) / math.sqrt(2))
+    assert math.isclose(s["final_ci"], 12.706 * math.sqrt(2) / math.sqrt(2))  # Student's t, 1 degree of freedom
