@@ -28,13 +28,19 @@ def _unroll(net, n, steps, seed):
     return loss.detach(), [p.grad.clone() for p in net.parameters()]
 
 
+def saturating(net):
+    """Weights 3x the default init's, so the gates saturate too."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)
+    return net
+
+
 @pytest.mark.parametrize("preprocess,layers,hidden", [(True, 2, 20), (False, 1, 7), (True, 3, 16)])
 def test_fused_layer_matches_nn_lstm_cell_forward_and_backward(monkeypatch, preprocess, layers, hidden):
     torch.manual_seed(0)
     net = CoordinatewiseLSTM(LSTMConfig(hidden=hidden, layers=layers, preprocess=preprocess, output_scale=1.0))
-    with torch.no_grad():  # larger weights than the default init, so gates saturate too
-        for p in net.parameters():
-            p.mul_(3)
+    saturating(net)
     results = {}
     for mode in ("0", "1"):
         monkeypatch.setenv("L2L_FUSED", mode)
@@ -140,9 +146,7 @@ def test_fused_layers_match_nn_lstm_cell_with_a_differentiable_input(monkeypatch
 
     torch.manual_seed(0)
     net = RNNpropNet(RNNpropConfig(layers=layers, embed=embed, beta1=(0.5, 0.9)))
-    with torch.no_grad():  # larger weights than the default init, so gates saturate too
-        for p in net.parameters():
-            p.mul_(3)
+    saturating(net)
     results = {}
     for mode in ("0", "1"):
         monkeypatch.setenv("L2L_FUSED", mode)
