@@ -29,6 +29,14 @@ PIPE_TABLE = re.compile(r"\|\s*:?(-{3,}|[\u2013\u2014]+):?\s*\|")  # |---| (or i
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_machine_local_path_in_a_committed_notebook(notebook):
+    """Not in what readers see (test_no_machine_local_paths) and not in the file either: papermill's metadata
+    once recorded where a run read and wrote its notebook."""
+    found = [line.strip() for line in notebook.read_text().splitlines() if ABSOLUTE_PATH.search(line)]
+    assert not found, found[:3]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_and_py_percent_pair_are_in_sync(notebook):
     pair = notebook.with_suffix(".py")
     assert pair.exists(), f"{notebook.name} has no py:percent pair; run: jupytext --set-formats ipynb,py:percent {notebook}"

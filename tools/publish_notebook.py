@@ -6,7 +6,7 @@ Drops papermill's injected-parameters cell (run.json records the parameters), it
 empty "tags" lists it adds, so the notebook stays in sync with its py:percent pair (a test checks this).
 
 Keeps what a reader should see and nothing else: stderr (progress bars, warnings) and progress-bar widgets
-are dropped, and the script refuses a notebook whose outputs still name a path on the machine that ran it
+are dropped, papermill's input and output paths become the published notebook's, and the script refuses a notebook whose outputs still name a path on the machine that ran it
 (print paths with `l2l.book.display_path`) or hold a traceback.
 """
 import re
@@ -56,6 +56,9 @@ def publish(executed: str, target: str) -> None:
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
     clean_outputs(nb)
+    run = nb.metadata.get("papermill", {})
+    if "input_path" in run:  # where the run read and wrote its notebook on that machine: the published file instead
+        run["input_path"], run["output_path"] = target, target
     pair = jupytext.read(target[: -len(".ipynb")] + ".py")
     if [c.source for c in pair.cells] != [c.source for c in nb.cells]:
         raise SystemExit(f"{executed} was run from other inputs than {target}'s py:percent pair; re-run it")
