@@ -347,7 +347,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     max_minutes: a time budget for this call; when it is spent, training stops at the next epoch boundary with
     its state saved (needs state_path), and `history.complete(cfg)` is False: call again to continue.
     stop_when: instead of max_minutes, a function checked before every epoch; True pauses the same way.
-    Every call that trains records a stage in `history.stages`.
+    Every call that trains records a stage in `history.stages`; the state saved during a call holds that stage as
+    it stands, marked `open`, so that a process killed mid-call still leaves its stage in the run record.
     Under torch.distributed (a process group of W > 1 ranks, see l2l.distributed) every rank calls meta_train with
     the same arguments: each draws its own training problems, one meta-step averages all ranks' meta-gradients,
     `problems_per_epoch` must be a multiple of meta_batch × W, and only rank 0 reads and writes state_path and
@@ -390,8 +391,18 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                 save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1],
                                val_metric=cfg.val_metric, optimizee_steps=history.optimizee_steps, **meta)
 
+    stage, closed = None, False  # this call's stage, once it starts training; closed once recorded in history
+
+    def stage_record():  # this call's stage as it stands now
+        return {**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
+                "optimizee_steps": history.optimizee_steps, "wall_time_s": round(time.perf_counter() - t0, 1)}
+
     def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
         hist = asdict(replace(history, wall_time_s=spent + time.perf_counter() - t0))
+        if stage is not None and not closed and history.epochs_done >= stage["from_epoch"]:
+            # a stage still open is saved as it stands, marked open: if the process is killed before it closes
+            # the stage (power cut, session end), the run record still shows what that stage did up to this save
+            hist["stages"] = hist["stages"] + [{**stage_record(), "open": True}]
         ranks = {}
         if par is not None:  # every rank's random streams, so that a resume continues each of them
             ranks = {"world_size": world,
@@ -508,9 +519,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     finally:
         bar.close()
     if history.epochs_done >= stage["from_epoch"]:  # this call trained: record the stage in the saved state too
-        history.stages.append({**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
-                               "optimizee_steps": history.optimizee_steps,
-                               "wall_time_s": round(time.perf_counter() - t0, 1)})
+        history.stages.append(stage_record())
+        closed = True
         if saving:
             snap = snapshot(history.epochs_done + 1, 0)
             if writes:

@@ -183,11 +183,19 @@ def test_sigkilled_run_resumes_bit_for_bit(tmp_path, reference):
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert load_state(state)["epoch"] <= CFG.epochs  # killed before the end
+    killed = load_state(state)
+    assert killed["epoch"] <= CFG.epochs  # killed before the end
+    # the killed call's stage is in the saved run record as far as its last save, marked open
+    (open_stage,) = killed["history"]["stages"]
+    assert open_stage["open"] and open_stage["from_epoch"] == 1 and open_stage["to_epoch"] == killed["epoch"] - 1
 
     opt = quadratic.make_optimizer()  # its φ is replaced by the saved one
     history = l2l.meta_train(opt, QuadraticFamily(batch=8), CFG, checkpoint=ckpt, progress=False, state_path=state)
     assert_same(outcome(opt, history), reference[0])
+    assert history.stages[0] == open_stage  # then the resuming call's own stage, closed
+    assert "open" not in history.stages[1] and (history.stages[1]["from_epoch"], history.stages[1]["to_epoch"]) == (
+        killed["epoch"], CFG.epochs)
+    assert load_state(state)["history"]["stages"] == history.stages
     assert not list(tmp_path.glob(".*.tmp"))  # a temporary file orphaned by the kill is swept on resume
     saved, ref_saved = l2l.load_optimizer(ckpt)[0].state_dict(), l2l.load_optimizer(reference[1])[0].state_dict()
     assert all(torch.equal(saved[k], ref_saved[k]) for k in saved)
