@@ -344,9 +344,10 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     epoch and when interrupted (Ctrl-C). If it exists, training resumes from it, and on the CPU ends with the
     same φ and History as an uninterrupted run, bit for bit; its config, architecture and families must match
     (only `epochs` may grow, to extend a finished run). A finished run is loaded, not repeated.
-    max_minutes: a time budget for this call; when it is spent, training stops at the next epoch boundary with
-    its state saved (needs state_path), and `history.complete(cfg)` is False: call again to continue.
-    stop_when: instead of max_minutes, a function checked before every epoch; True pauses the same way.
+    max_minutes: a time budget for this call; when it is spent, training stops before the next problem (the next
+    epoch under torch.distributed) with its state saved (needs state_path), and `history.complete(cfg)` is False:
+    call again to continue, from that very problem.
+    stop_when: instead of max_minutes, a function checked where max_minutes is; True pauses the same way.
     Every call that trains records a stage in `history.stages`; the state saved during a call holds that stage as
     it stands, marked `open`, so that a process killed mid-call still leaves its stage in the run record.
     Under torch.distributed (a process group of W > 1 ranks, see l2l.distributed) every rank calls meta_train with
@@ -391,15 +392,19 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                 save_optimizer(optimizer, checkpoint, epoch=epoch, val_loss=history.val_loss[-1],
                                val_metric=cfg.val_metric, optimizee_steps=history.optimizee_steps, **meta)
 
-    stage, closed = None, False  # this call's stage, once it starts training; closed once recorded in history
+    stage, closed, trained = None, False, False  # this call's stage; closed once recorded; whether it trained
+    resume_at = None  # (epoch, problem) where a pause within an epoch stopped
 
     def stage_record():  # this call's stage as it stands now
-        return {**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
-                "optimizee_steps": history.optimizee_steps, "wall_time_s": round(time.perf_counter() - t0, 1)}
+        record = {**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
+                  "optimizee_steps": history.optimizee_steps, "wall_time_s": round(time.perf_counter() - t0, 1)}
+        if resume_at is not None:  # paused within epoch to_epoch + 1, after this many of its problems
+            record["to_problem"] = resume_at[1]
+        return record
 
     def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
         hist = asdict(replace(history, wall_time_s=spent + time.perf_counter() - t0))
-        if stage is not None and not closed and history.epochs_done >= stage["from_epoch"]:
+        if trained and not closed:
             # a stage still open is saved as it stands, marked open: if the process is killed before it closes
             # the stage (power cut, session end), the run record still shows what that stage did up to this save
             hist["stages"] = hist["stages"] + [{**stage_record(), "open": True}]
@@ -462,6 +467,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                 save_state(state_path, snap)
     stage = {"started": utc_now(), "from_epoch": epoch0, "device": str(next(optimizer.parameters()).device),
              "threads": torch.get_num_threads()}
+    if problem0:  # resumed within an epoch, after this many of its problems
+        stage["from_problem"] = problem0
     if group is not None:
         stage["world_size"] = world
     if stop_when is None and max_minutes is not None:
@@ -472,17 +479,21 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     last_fault = None
     try:
         for epoch in range(epoch0, cfg.epochs + 1):
-            stop = stop_when is not None and stop_when()
-            if par is not None:  # rank 0's clock decides for everyone
-                stop = par.broadcast_object(bool(stop), "checking the time budget")
-            if stop:
-                break
+            if par is not None:  # ranks pause at epoch boundaries only, and rank 0's clock decides for everyone
+                if par.broadcast_object(bool(stop_when is not None and stop_when()), "checking the time budget"):
+                    break
             run_cfg = replace(cfg, horizon=cfg.horizon_at(epoch)) if cfg.curriculum else cfg  # this epoch's runs
             for i in range(problem0 if epoch == epoch0 else 0, P, step):
+                if par is None and stop_when is not None and stop_when():
+                    # a single process pauses before any problem: its state there resumes exactly, so a time
+                    # budget is kept to one problem's time even when epochs are long (neural art: ~25 minutes)
+                    resume_at = (epoch, i)
+                    break
                 if state_path is not None and par is None:  # (ranks snapshot at epoch boundaries only)
                     snap = snapshot(epoch, i)
                 losses, fault = train_on_problem(optimizer, sample_problem(family, generator, cfg.meta_batch),
                                                  meta_opt, run_cfg, par)
+                trained = True
                 epoch_losses += losses
                 history.optimizee_steps += (len(losses) + (fault is not None)) * cfg.unroll * step
                 history.skipped_unrolls += int(fault is not None)
@@ -494,6 +505,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                         f"{last_fault}. Likely cause: the learned updates are too large for this problem; lower "
                         "meta_lr or the LSTM's output_scale, and check that the problem's loss is finite at θ_0")
                 bar.update(step)
+            if resume_at is not None:
+                break
             if saving:
                 snap = snapshot(epoch, P)
             history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
@@ -518,11 +531,11 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                                 "with the same arguments to resume") from None
     finally:
         bar.close()
-    if history.epochs_done >= stage["from_epoch"]:  # this call trained: record the stage in the saved state too
+    if trained:  # record this call's stage in the saved state too
         history.stages.append(stage_record())
         closed = True
         if saving:
-            snap = snapshot(history.epochs_done + 1, 0)
+            snap = snapshot(*(resume_at or (history.epochs_done + 1, 0)))
             if writes:
                 save_state(state_path, snap)
     optimizer.load_state_dict(best[0])

@@ -32,7 +32,7 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
-max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+max_minutes = None  # time budget for meta-training in minutes: then pause before the next problem (None: no limit)
 fresh = False  # True: forget the saved training state and start over
 
 # %%
@@ -65,7 +65,7 @@ print(s.meta)
 # Each meta-training problem holds a batch of independent quadratics; every coordinate of every function is
 # one row of the same LSTM call. After each epoch the optimizer is frozen and scored on validation functions
 # by its meta-loss, the summed loss over the 100 steps; the best φ is kept and saved. The training state is
-# saved after every epoch: with `max_minutes` the run pauses at an epoch boundary, and running the notebook
+# saved after every epoch: with `max_minutes` the run pauses with its state saved, and running the notebook
 # again continues it (a finished training is loaded, not repeated).
 
 # %%

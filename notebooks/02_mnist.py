@@ -50,7 +50,7 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
-max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+max_minutes = None  # time budget for meta-training in minutes: then pause before the next problem (None: no limit)
 fresh = False  # True: forget the saved training states and start over
 
 # %%
@@ -93,7 +93,7 @@ print(f"meta-training budget: {s.optimizee_steps:,} optimizee steps; meta learni
 # The meta learning rate is chosen by random search, as in the paper: each candidate is meta-trained from the
 # same φ₀ for the same number of steps, the best by the validation criterion is continued to the full budget,
 # and two more meta-training seeds with the chosen settings show how much the result depends on the seed. The
-# training states are saved after every epoch: with `max_minutes` the run pauses at an epoch boundary, and
+# training states are saved after every epoch: with `max_minutes` the run pauses with its state saved, and
 # running the notebook again continues it.
 
 # %%

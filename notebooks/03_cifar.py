@@ -48,8 +48,8 @@
 # are tuned on 5 networks per panel over 1e-4 … 10 in half-decades; 50 test networks per panel. The paper does
 # not give its CIFAR budget; the official code meta-trains for 10⁶ steps, so this is 6% of it, per optimizer. On
 # one CPU core this profile is about 8 hours (a meta-training step costs ~80 ms, 70% of it the CNN itself; the
-# measurements and the plan are in `benchmarks/RESULTS.md`), run in stages: the meta-trainings pause and resume
-# at epoch boundaries, and each finished test panel is kept. The smaller profiles (quick, smoke) exist to check
+# measurements and the plan are in `benchmarks/RESULTS.md`), run in stages: the meta-trainings pause with their
+# state saved and resume, and each finished test panel is kept. The smaller profiles (quick, smoke) exist to check
 # the pipeline and decide nothing. Which profile the committed run used is printed below, read from the run, and
 # recorded in `results/cifar/run.json` with its command, seeds, versions, stages and wall time.
 
@@ -57,7 +57,7 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
-max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+max_minutes = None  # time budget for meta-training in minutes: then pause before the next problem (None: no limit)
 fresh = False  # True: forget the saved training states and start over
 
 # %%
@@ -103,7 +103,7 @@ for name, classes in SUBSETS.items():
 # validation φ is frozen and scored on validation networks of the classes it trains on (at the paper profile by
 # their final loss on the fixed evaluation batch, as the paper picks φ; the small profiles use the loss summed over
 # the horizon); the best φ is kept. Their training states are saved after every epoch: with `max_minutes`
-# the run pauses at an epoch boundary, and running the notebook again continues where it stopped.
+# the run pauses with its state saved, and running the notebook again continues where it stopped.
 
 # %%
 trained = cifar.train(s, out, dev, max_minutes=max_minutes, fresh=fresh)

@@ -56,7 +56,7 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
-max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+max_minutes = None  # time budget for meta-training in minutes: then pause before the next problem (None: no limit)
 fresh = False  # True: forget the saved training states and start over
 
 # %%

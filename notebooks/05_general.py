@@ -59,7 +59,7 @@
 # networks per test over 1e-4 … 1e-1 in half-decades, extended by up to two half-decades where the best rate is at
 # an edge. The MLP tests
 # run 20 test networks each and the CNN tests 10. The whole chapter is about 5 CPU-hours, run in stages: the
-# meta-trainings pause and resume at epoch boundaries, and each finished comparison is kept. "One epoch" is
+# meta-trainings pause with their state saved and resume, and each finished comparison is kept. "One epoch" is
 # 938 minibatches of 64 drawn at random from the 60,000 training images, not a pass without replacement. The
 # smaller profiles (quick, smoke) check the pipeline and decide nothing.
 
@@ -67,7 +67,7 @@
 profile = None  # "paper" | "quick" | "smoke"; None means $L2L_PROFILE, else "paper"
 seed = 0  # every random draw of the run derives from this seed
 device = "auto"  # "cpu", "cuda" or "auto"
-max_minutes = None  # time budget for meta-training: pause at an epoch boundary after this long (None: no limit)
+max_minutes = None  # time budget for meta-training in minutes: then pause before the next problem (None: no limit)
 fresh = False  # True: forget the saved training states and start over
 
 # %%
@@ -106,7 +106,7 @@ for name, cfg in general.trainings(s).items():
 # where a variant changes the optimizer's inputs ("paper inputs", "one timescale") its φ₀ differs, and where it
 # changes what is drawn ("no random scaling", "MNIST base task only") its training networks differ after the
 # first. At every validation φ is frozen and scored by the final loss of the same validation networks, at the
-# final horizon of the curriculum; the best φ is kept. With `max_minutes` the run pauses at an epoch boundary, and
+# final horizon of the curriculum; the best φ is kept. With `max_minutes` the run pauses with its state saved, and
 # running the notebook again continues where it stopped.
 
 # %%

@@ -78,7 +78,7 @@ def test_train_max_minutes_pauses_and_the_same_command_continues(tmp_path, capsy
             "--max-minutes", "1e-6"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "paused at lstm: epoch 0 of 2; run the same command again to continue" in printed
+    assert "paused at lstm: epoch 0 of 2 (0 of 80 optimizee steps); run the same command again to continue" in printed
     assert not (tmp_path / "lstm.safetensors").exists()  # no checkpoint from a half-trained optimizer
     assert main(["status", "quadratic", "--profile", "smoke", "--out", str(tmp_path)]) == 0
     assert "lstm      0 of 2" in capsys.readouterr().out  # the paused run, as status sees it

@@ -287,7 +287,7 @@ def test_curriculum_run_takes_its_steps_and_resumes_exactly(tmp_path):
     calls = []
     for _ in range(3):  # the first call trains epoch 1 and pauses, the second epoch 2, the third loads the result
         torch.manual_seed(0)
-        opt, checks = RNNpropOptimizer(), iter([False, True])
+        opt, checks = RNNpropOptimizer(), iter([False, False, True])  # checked before each of 2 problems
         again = l2l.meta_train(opt, mixture, cfg, val_family=val, progress=False, state_path=tmp_path / "s.pt",
                                stop_when=lambda: next(checks))
         calls.append(again.epochs_done)

@@ -70,8 +70,8 @@ def test_a_curriculum_takes_the_steps_of_its_stages_and_validates_at_the_horizon
 def test_a_paused_curriculum_run_resumes_to_the_same_phi(tmp_path):
     cfg = replace(CFG, curriculum=((2, 1), (4, 1)), horizon=8, unroll=2)
     whole, history = train(cfg)
-    for _ in range(3):  # each call trains one epoch and pauses
-        checks = iter([False, True])
+    for _ in range(3):  # each call trains one epoch (2 problems, each checked) and pauses
+        checks = iter([False, False, True])
         opt, again = train(cfg, state_path=tmp_path / "s.pt", stop_when=lambda: next(checks))
     assert again.epochs_done == 3 and same_phi(whole, opt)
     assert (again.train_loss, again.val_loss, again.optimizee_steps) == (history.train_loss, history.val_loss,
@@ -81,7 +81,7 @@ def test_a_paused_curriculum_run_resumes_to_the_same_phi(tmp_path):
 def test_resume_reads_listed_stages_and_states_from_before_the_options(tmp_path):
     cfg = replace(CFG, curriculum=((2, 1),))
     path = tmp_path / "s.pt"
-    train(cfg, state_path=path, stop_when=iter([False, True]).__next__)  # one epoch, then paused
+    train(cfg, state_path=path, stop_when=iter([False, False, True]).__next__)  # one epoch, then paused
     state = load_state(path)
     state["config"]["curriculum"] = [[2, 1]]  # as a config that went through JSON holds it
     save_state(path, state)
@@ -91,7 +91,7 @@ def test_resume_reads_listed_stages_and_states_from_before_the_options(tmp_path)
         train(replace(cfg, curriculum=((4, 1),)), state_path=path)
     # a state written before the options existed holds neither: it resumes with their defaults
     old = tmp_path / "old.pt"
-    train(CFG, state_path=old, stop_when=iter([False, True]).__next__)
+    train(CFG, state_path=old, stop_when=iter([False, False, True]).__next__)
     state = load_state(old)
     del state["config"]["curriculum"], state["config"]["meta_loss"]
     save_state(old, state)

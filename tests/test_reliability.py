@@ -216,6 +216,22 @@ def test_ctrl_c_mid_epoch_leaves_a_state_that_resumes_exactly(tmp_path, referenc
     assert_same(outcome(opt, history), reference[0])
 
 
+def test_a_time_budget_pauses_within_an_epoch_and_resumes_exactly(tmp_path, reference):
+    state = tmp_path / "run.state"
+    checks = iter([False] * 4 + [True])  # checked before every problem: epoch 1's three, epoch 2's first, then spent
+    paused = l2l.meta_train(fresh_optimizer(), QuadraticFamily(batch=8), CFG, progress=False, state_path=state,
+                            stop_when=lambda: next(checks))
+    saved = load_state(state)
+    assert (saved["epoch"], saved["problem"], paused.epochs_done) == (2, 1, 1)
+    assert paused.optimizee_steps == 4 * CFG.horizon and not paused.complete(CFG)
+    (stage,) = paused.stages
+    assert (stage["from_epoch"], stage["to_epoch"], stage["to_problem"]) == (1, 1, 1) and "open" not in stage
+    opt = quadratic.make_optimizer()
+    history = l2l.meta_train(opt, QuadraticFamily(batch=8), CFG, progress=False, state_path=state)
+    assert_same(outcome(opt, history), reference[0])
+    assert history.stages[0] == stage and history.stages[1]["from_problem"] == 1  # resumed at problem 2 of epoch 2
+
+
 def test_finished_state_is_reused_and_more_epochs_extend_it(tmp_path, reference):
     state = tmp_path / "run.state"
     short = l2l.MetaTrainConfig(**{**asdict(CFG), "epochs": 2})

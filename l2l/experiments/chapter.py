@@ -4,8 +4,9 @@ A chapter run may hold several meta-trainings (CIFAR's two-LSTM optimizer, its o
 MNIST's learning-rate search, its main optimizer and two more seeds). Each keeps its full training state in
 `<results>/state/<name>.pt`, written atomically after every epoch, so running the same notebook or CLI command
 again resumes where the last one stopped and a finished training is loaded, not repeated. One budget
-(`max_minutes`) covers them all: when it is spent the current training stops at its next epoch boundary with its
-state saved, and the chapter says it paused.
+(`max_minutes`) covers them all: when it is spent the current training stops before its next problem with its
+state saved (within an epoch if need be: an epoch of neural art takes about 25 minutes), and the chapter says it
+paused.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class Trained:
         return self.history.complete(self.cfg)
 
     def progress_line(self) -> str:
-        return f"{self.name}: epoch {self.history.epochs_done} of {self.cfg.epochs}"
+        return (f"{self.name}: epoch {self.history.epochs_done} of {self.cfg.epochs} "
+                f"({self.history.optimizee_steps:,} of {planned_steps(self.cfg):,} optimizee steps)")
 
 
 @dataclass
