@@ -90,8 +90,8 @@ def build_parser() -> Parser:
 
     def resumable(p):
         p.add_argument("--max-minutes", type=positive_float, default=None, metavar="M", help=(
-            "time budget: after M minutes, stop before the next problem with the training state saved; running "
-            "the same command again continues (default: no limit)"))
+            "time budget: after M minutes, stop before the next problem (next epoch under torchrun) with the training "
+            "state saved; running the same command again continues (default: no limit)"))
         p.add_argument("--fresh", action="store_true", help=(
             "forget the chapter's saved training states and start over (default: resume from them)"))
 

@@ -20,7 +20,8 @@ Two options beyond the paper, both off by default (used by the second recipe, l2
 
 Faults: an unroll whose meta-loss or meta-gradient is not finite, or whose optimizee diverges, takes no
 meta-step (φ and Adam untouched); its run is abandoned and counted, and too many in a row stop training.
-With `state_path`, the whole run is saved after every epoch and on Ctrl-C, and resumes exactly from there.
+With `state_path`, the whole run is saved after every epoch, on Ctrl-C and when a time budget pauses it (before
+any problem), and resumes exactly from there.
 
 Under torch.distributed (torchrun), W processes train one φ together: see l2l.distributed. One meta-step then
 averages the meta-gradients of W·meta_batch problems, and `problems_per_epoch` counts the problems of all ranks.
@@ -394,12 +395,13 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
 
     stage, closed, trained = None, False, False  # this call's stage; closed once recorded; whether it trained
     resume_at = None  # (epoch, problem) where a pause within an epoch stopped
+    stages_before = len(history.stages)
 
-    def stage_record():  # this call's stage as it stands now
+    def stage_record(problem):  # this call's stage as it stands now, `problem` problems into the next epoch
         record = {**stage, "ended": utc_now(), "to_epoch": history.epochs_done,
                   "optimizee_steps": history.optimizee_steps, "wall_time_s": round(time.perf_counter() - t0, 1)}
-        if resume_at is not None:  # paused within epoch to_epoch + 1, after this many of its problems
-            record["to_problem"] = resume_at[1]
+        if problem:  # ended within epoch to_epoch + 1, after this many of its problems
+            record["to_problem"] = problem
         return record
 
     def snapshot(epoch, problem):  # the run as it stands before `problem` (0-based) of `epoch`
@@ -407,7 +409,7 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
         if trained and not closed:
             # a stage still open is saved as it stands, marked open: if the process is killed before it closes
             # the stage (power cut, session end), the run record still shows what that stage did up to this save
-            hist["stages"] = hist["stages"] + [{**stage_record(), "open": True}]
+            hist["stages"] = hist["stages"] + [{**stage_record(problem), "open": True}]
         ranks = {}
         if par is not None:  # every rank's random streams, so that a resume continues each of them
             ranks = {"world_size": world,
@@ -511,6 +513,7 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
                 snap = snapshot(epoch, P)
             history.train_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
             history.epochs_done = epoch
+            trained = True  # (also when resumed after the epoch's last problem, e.g. a Ctrl-C in validation)
             epoch_losses = []
             if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
                 validate(epoch)
@@ -525,6 +528,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     except KeyboardInterrupt:
         if snap is None or not writes:
             raise
+        if len(snap["history"]["stages"]) > stages_before:  # this call's stage, ended by Ctrl-C: not left open
+            snap["history"]["stages"][-1].pop("open")
         save_state(state_path, snap)
         raise KeyboardInterrupt(f"meta-training interrupted; its state at epoch {snap['epoch']} ({snap['problem']}/{P} "
                                 f"problems done) is saved in {display_path(state_path)}: call meta_train again "
@@ -532,7 +537,7 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
     finally:
         bar.close()
     if trained:  # record this call's stage in the saved state too
-        history.stages.append(stage_record())
+        history.stages.append(stage_record(resume_at[1] if resume_at else 0))
         closed = True
         if saving:
             snap = snapshot(*(resume_at or (history.epochs_done + 1, 0)))

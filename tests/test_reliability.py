@@ -210,10 +210,13 @@ def test_ctrl_c_mid_epoch_leaves_a_state_that_resumes_exactly(tmp_path, referenc
         l2l.meta_train(fresh_optimizer(), family, CFG, val_family=family.base, progress=False, state_path=state)
     saved = load_state(state)
     assert (saved["epoch"], saved["problem"], len(saved["epoch_losses"])) == (2, 1, 2)
+    (stage,) = saved["history"]["stages"]  # closed where the state stands: 1 problem into epoch 2
+    assert (stage["to_epoch"], stage["to_problem"]) == (1, 1) and "open" not in stage
     family.faults.clear()
     opt = quadratic.make_optimizer()
     history = l2l.meta_train(opt, family, CFG, val_family=family.base, progress=False, state_path=state)
     assert_same(outcome(opt, history), reference[0])
+    assert history.stages[1]["from_epoch"] == 2 and history.stages[1]["from_problem"] == 1
 
 
 def test_a_time_budget_pauses_within_an_epoch_and_resumes_exactly(tmp_path, reference):
@@ -230,6 +233,33 @@ def test_a_time_budget_pauses_within_an_epoch_and_resumes_exactly(tmp_path, refe
     history = l2l.meta_train(opt, QuadraticFamily(batch=8), CFG, progress=False, state_path=state)
     assert_same(outcome(opt, history), reference[0])
     assert history.stages[0] == stage and history.stages[1]["from_problem"] == 1  # resumed at problem 2 of epoch 2
+
+
+def test_stages_join_up_across_a_ctrl_c_in_validation_and_a_pause(tmp_path, reference, monkeypatch):
+    state, calls = tmp_path / "run.state", []
+    real = l2l.meta.validation_scores
+
+    def interrupted_at_epoch_2(*args):  # validations: epoch 0, 1, then Ctrl-C in epoch 2's
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(l2l.meta, "validation_scores", interrupted_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        l2l.meta_train(fresh_optimizer(), QuadraticFamily(batch=8), CFG, progress=False, state_path=state)
+    assert (load_state(state)["epoch"], load_state(state)["problem"]) == (2, CFG.problems_per_epoch)
+    monkeypatch.setattr(l2l.meta, "validation_scores", real)
+    # this call trains no problem: it validates epoch 2, pauses before epoch 3, and still records its stage
+    l2l.meta_train(fresh_optimizer(), QuadraticFamily(batch=8), CFG, progress=False, state_path=state,
+                   stop_when=lambda: True)
+    opt = quadratic.make_optimizer()
+    history = l2l.meta_train(opt, QuadraticFamily(batch=8), CFG, progress=False, state_path=state)
+    assert_same(outcome(opt, history), reference[0])
+    starts = [(s["from_epoch"], s.get("from_problem", 0)) for s in history.stages]
+    ends = [(s["to_epoch"] + 1, s.get("to_problem", 0)) for s in history.stages]
+    assert starts == [(1, 0), (2, CFG.problems_per_epoch), (3, 0)] and starts[1:] == ends[:-1]
+    assert ends[-1] == (CFG.epochs + 1, 0) and not any(s.get("open") for s in history.stages)
 
 
 def test_finished_state_is_reused_and_more_epochs_extend_it(tmp_path, reference):

@@ -5,8 +5,8 @@ MNIST's learning-rate search, its main optimizer and two more seeds). Each keeps
 `<results>/state/<name>.pt`, written atomically after every epoch, so running the same notebook or CLI command
 again resumes where the last one stopped and a finished training is loaded, not repeated. One budget
 (`max_minutes`) covers them all: when it is spent the current training stops before its next problem with its
-state saved (within an epoch if need be: an epoch of neural art takes about 25 minutes), and the chapter says it
-paused.
+state saved (within an epoch if need be: an epoch of neural art takes about 25 minutes; under torchrun at the next
+epoch), and the chapter says it paused.
 """
 from __future__ import annotations
 
