@@ -292,6 +292,8 @@ def test_description(family) -> str:
 
 
 def cmd_status(args) -> None:
+    import torch
+
     from .experiments.chapter import eval_dir, progress
     from .meta import display_path
     from .profiles import resolve_profile
@@ -304,8 +306,13 @@ def cmd_status(args) -> None:
     if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
     print(table(progress(module.trainings(s), out)))
-    kept = sorted(eval_dir(out).glob("*.pt"))
-    print(f"finished comparisons kept: {', '.join(p.stem for p in kept) if kept else 'none'}")
+    kept = {p.stem: torch.load(p, weights_only=True) for p in sorted(eval_dir(out).glob("*.pt"))}
+    done = [name for name, saved in kept.items() if "value" in saved]
+    print(f"finished comparisons kept: {', '.join(done) if done else 'none'}")
+    under_way = {name: saved.get("parts", {}) for name, saved in kept.items() if "value" not in saved}
+    if under_way:  # stopped midway: these parts are kept, the rest is computed by the next run
+        print("comparisons under way, parts kept: " + "; ".join(
+            f"{name} ({', '.join(parts)})" for name, parts in under_way.items()))
 
 
 def describe_architecture(arch: dict) -> str:

@@ -198,7 +198,7 @@ def test_a_finished_art_comparison_is_kept(random_vgg, tmp_path, monkeypatch):
     for n in tuning.rates:  # the setting's own grid (not lr_grid), extended by at most one rate past an edge
         tried = sorted(tuning.scores[n])
         assert set(tried) >= {1e-3, 1e-2} and set(tried) <= {1e-4, 1e-3, 1e-2, 1e-1} and len(tried) <= 3
-    monkeypatch.setattr(art, "tune_baselines", lambda *a, **k: pytest.fail("recomputed a kept comparison"))
+    monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: pytest.fail("recomputed a kept comparison"))
     again, tuning_again, results_again = art.compare(lstm, fam, fam, s, common.seeds(0), progress=False, cache=cache)
     assert tuning_again.rates == tuning.rates and all(torch.equal(curves[n], again[n]) for n in curves)
     assert all(torch.equal(results[n], results_again[n]) for n in results)

@@ -217,7 +217,7 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
     args = dict(n_tune=1, n_test=2, seeds=run_seeds, grid=(1e-2, 1e-1), progress=False, cache=cache)
     curves, tuning, _ = common.compare(lstm, fam, 5, **args)
     assert cache.exists()
-    calls = []
+    calls, tunings = [], len(common.BASELINES)  # a comparison tunes each baseline on its own
     real = common.tune_baselines
     monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: calls.append(1) or real(*a, **k))
     again, tuning_again, _ = common.compare(lstm, fam, 5, **args)
@@ -229,12 +229,44 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
     with torch.no_grad():
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
-    assert calls == [1, 1, 1]
+    assert len(calls) == 3 * tunings
     monkeypatch.setattr(common, "code_digest", lambda **kw: "the library changed")  # other code: recomputed
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
-    assert calls == [1, 1, 1, 1]
+    assert len(calls) == 4 * tunings
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
     assert not cache.exists()
+
+
+def test_a_comparison_stopped_midway_redoes_only_what_it_had_not_finished(tmp_path, monkeypatch, capsys):
+    from l2l.cli import main
+    from l2l.experiments import common
+    s = quadratic.settings("smoke")
+    lstm, fam, cache = quadratic.make_optimizer(), quadratic.test_family(s), chapter.eval_dir(tmp_path) / "panel.pt"
+    args = dict(n_tune=1, n_test=2, seeds=common.seeds(0), grid=(1e-2, 1e-1), progress=False)
+    whole_curves, whole_tuning, _ = common.compare(lstm, fam, 5, **args)  # uninterrupted, nothing kept
+    real_run, real_tune, tested, tuned = common.run_problems, common.tune_baselines, [], []
+
+    def stopped_at_the_third_optimizer(*a, **k):  # Ctrl-C, or the session's end
+        if len(tested) == 2:
+            raise KeyboardInterrupt
+        return tested.append(1) or real_run(*a, **k)
+
+    monkeypatch.setattr(common, "run_problems", stopped_at_the_third_optimizer)
+    with pytest.raises(KeyboardInterrupt):
+        common.compare(lstm, fam, 5, cache=cache, **args)
+    capsys.readouterr()
+    assert main(["status", "quadratic", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "finished comparisons kept: none" in printed
+    assert "comparisons under way, parts kept: panel (tuning/SGD, tuning/RMSprop, tuning/Adam, tuning/NAG, " \
+           "test/LSTM, test/SGD)" in printed
+    monkeypatch.setattr(common, "run_problems", lambda *a, **k: tested.append(1) or real_run(*a, **k))
+    monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: tuned.append(1) or real_tune(*a, **k))
+    curves, tuning, _ = common.compare(lstm, fam, 5, cache=cache, **args)
+    assert tuned == [] and len(tested) == 1 + len(common.BASELINES)  # the tuning kept; 3 of 5 left to test
+    assert tuning == whole_tuning and all(torch.equal(curves[n], whole_curves[n]) for n in whole_curves)
+    common.compare(lstm, fam, 5, cache=cache, **args)  # now kept whole
+    assert tuned == [] and len(tested) == 1 + len(common.BASELINES)
 
 
 @pytest.mark.parametrize("name", list(CHAPTERS))

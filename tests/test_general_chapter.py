@@ -86,7 +86,7 @@ def test_adam_runs_are_kept_apart_from_the_learned_optimizers(tmp_path, monkeypa
     assert set(first["curves"]) == {general.LEARNED, general.DEFAULT, general.TUNED}
     assert first["final"][general.LEARNED].shape == (2,) and len(first["accuracy"][general.TUNED]) == 2
     calls = []
-    monkeypatch.setattr(general, "tune_baselines", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(general.common, "tune_baselines", lambda *a, **k: calls.append(1))
     torch.manual_seed(1)
     again = general.compare(RNNpropOptimizer(), test, s, seeds, out=tmp_path)  # another φ
     assert calls == [] and torch.equal(again["curves"][general.TUNED], first["curves"][general.TUNED])

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..baselines import Tuning, tune_baselines
+from ..baselines import Tuning
 from ..evaluate import rollout
 from ..fileio import atomic_write
 from ..meta import MetaTrainConfig
@@ -149,22 +149,25 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
     key = common.fingerprint({"LSTM": lstm}, test_family, val_family, s.steps, s.n_tune, len(test_family), seeds,
                              [], True, {"settings": repr(s), "setting": setting})
 
-    def run() -> dict:
-        grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
-        tuning = tune_baselines(val_family, steps=s.steps, n_problems=s.n_tune, seed=seeds["validation"],
-                                grid=grid, progress=False, extend=s.extend)
-        optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
+    def test(opt) -> tuple:  # one optimizer's test runs: curves and 8-bit result images
         chunks = [list(range(i, min(i + s.batch, len(test_family)))) for i in range(0, len(test_family), s.batch)]
+        runs = [rollout(opt, test_family.problem(idx), s.steps) for idx in chunks]
+        # a diverged run's loss overflows to inf and then NaN: record it as +inf, so every comparison counts
+        # it as the worst possible loss (art.diverged counts these runs)
+        c = torch.cat([c for c, _ in runs])
+        size = test_family.size
+        images = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size) for _, theta in runs])
+        return torch.where(torch.isnan(c), math.inf, c), (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+    def run() -> dict:
+        part = common.Parts(cache, key)  # each baseline's tuning and each optimizer's tests kept as they finish
+        grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
+        tuning = common.tune_in_parts(part, val_family, steps=s.steps, n_problems=s.n_tune,
+                                      seed=seeds["validation"], grid=grid, extend=s.extend)
+        optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
         curves, results = {}, {}
         for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-            runs = [rollout(opt, test_family.problem(idx), s.steps) for idx in chunks]
-            # a diverged run's loss overflows to inf and then NaN: record it as +inf, so every comparison counts
-            # it as the worst possible loss (art.diverged counts these runs)
-            c = torch.cat([c for c, _ in runs])
-            curves[name] = torch.where(torch.isnan(c), math.inf, c)
-            size = test_family.size
-            images = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size) for _, theta in runs])
-            results[name] = (images.clamp(0, 1) * 255).round().to(torch.uint8)  # 8-bit, as the PNGs are
+            curves[name], results[name] = part(f"test/{name}", lambda: test(opt))  # noqa: B023 - called at once
         return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
 
     result = common.kept(cache, key, run)

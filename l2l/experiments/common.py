@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..baselines import LR_GRID, Tuning, tune_baselines
+from ..baselines import BASELINES, LR_GRID, Tuning, tune_baselines
 from ..evaluate import run_problems, summarize
 from ..fileio import atomic_write
 from ..meta import VAL_SEED_OFFSET, History
@@ -36,22 +36,24 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
     final_metric(problem, θ_T), if given, is recorded for every test run (e.g. held-out accuracy).
 
     cache: a file that keeps the result, so a paper-scale chapter stopped during its (hours of) testing redoes
-    only the comparisons it had not finished. It is reused only when everything the result depends on is the
-    same: the learned φ, the families, steps, problem counts, seeds, grid and `cache_key` (what the caller's
-    final_metric depends on, for instance). Otherwise it is recomputed and overwritten.
+    only what it had not finished: each baseline's tuning and each optimizer's test runs are kept there as they
+    finish (`Parts`), the whole result when it is done. It is reused only when everything the result depends on
+    is the same: the learned φ, the families, steps, problem counts, seeds, grid and `cache_key` (what the
+    caller's final_metric depends on, for instance). Otherwise it is recomputed and overwritten.
     Returns (curves {name: [n_test, steps + 1]}, tuning, final metrics {name: [n_test]}).
     """
     learned = learned if isinstance(learned, dict) else {"LSTM": learned}
     key = fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
 
     def run() -> dict:
-        tuning = tune_baselines(tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"],
-                                grid=grid, progress=False)
+        part = Parts(cache, key)
+        tuning = tune_in_parts(part, tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"],
+                               grid=grid)
         optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
         curves, finals = {}, {}
         for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-            curves[name], finals[name] = run_problems(opt, fam, steps, n_test, seeds["test"],
-                                                      final_metric=final_metric)
+            curves[name], finals[name] = part(f"test/{name}", lambda: run_problems(
+                opt, fam, steps, n_test, seeds["test"], final_metric=final_metric))  # noqa: B023 - called at once
         return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
 
     result = kept(cache, key, run)
@@ -61,15 +63,46 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
 def kept(cache: Path | None, key: str, compute):
     """compute()'s result (tensors, numbers, strings and containers of them), computed once and kept in the file
     `cache` under `key`, a digest of everything it depends on (`fingerprint`): a later call with the same key
-    loads it, any other key recomputes and overwrites it. cache None: just compute()."""
+    loads it, any other key recomputes and overwrites it. cache None: just compute(). compute may keep its
+    parts in the same file as it goes (`Parts`); the whole result replaces them."""
     if cache is not None and Path(cache).exists():
         saved = torch.load(cache, weights_only=True)
-        if saved.get("key") == key:
+        if saved.get("key") == key and "value" in saved:
             return saved["value"]
     value = compute()
     if cache is not None:
         atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value}, tmp))
     return value
+
+
+class Parts:
+    """The finished parts of a kept computation (see `kept`), in its cache file under the same key: part(name,
+    compute) returns the part kept under `name`, or computes it and writes it to the file at once. A run killed
+    in the middle of an hour-long comparison then redoes only the part it was in. Each part must depend on
+    nothing but the key and its name (every run here draws its problems from its own seeded generator), so that
+    parts computed in different processes make the result of one uninterrupted run."""
+
+    def __init__(self, cache: Path | None, key: str):
+        self.cache, self.key, self.done = cache, key, {}
+        if cache is not None and Path(cache).exists():
+            saved = torch.load(cache, weights_only=True)
+            if saved.get("key") == key:
+                self.done = dict(saved.get("parts", {}))
+
+    def __call__(self, name: str, compute):
+        if name not in self.done:
+            self.done[name] = compute()
+            if self.cache is not None:
+                atomic_write(Path(self.cache), lambda tmp: torch.save({"key": self.key, "parts": self.done}, tmp))
+        return self.done[name]
+
+
+def tune_in_parts(part: Parts, family, names=tuple(BASELINES), **tune) -> Tuning:
+    """tune_baselines(family, names=names, **tune), one baseline at a time, each kept as a part: the same result,
+    as every rate's score is computed on its own problems."""
+    done = {name: part(f"tuning/{name}", lambda: asdict(tune_baselines(  # noqa: B023 - called at once
+        family, names=(name,), progress=False, **tune))) for name in names}
+    return Tuning({n: d["rates"][n] for n, d in done.items()}, {n: d["scores"][n] for n, d in done.items()})
 
 
 def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..baselines import Adam, tune_baselines
+from ..baselines import Adam
 from ..claims import median_interval, paired, t975
 from ..evaluate import final_loss, run_problems, summarize
 from ..general import VALIDATION_TASKS, Recipe, TaskMixture, TaskSpec, ablations, build
@@ -159,12 +159,17 @@ def ablation_finals(trained: chapter.Trainings, s: Settings, seeds: dict, device
     key = common.fingerprint(learned, list(families.values()), None, steps, 0, s.n_table, seeds, [], True,
                              {"what": "ablation table"}, second_recipe=True)
 
-    def run():
-        return {v: torch.cat([torch.cat(run_problems(opt, fam, steps, s.n_table, seeds["test"],
-                                                     final_metric=final_loss)[1]) for fam in families.values()])
-                for v, opt in learned.items()}
+    cache = None if out is None else chapter.eval_dir(out) / "ablations.pt"
 
-    return common.kept(None if out is None else chapter.eval_dir(out) / "ablations.pt", key, run)
+    def finals(opt):
+        return torch.cat([torch.cat(run_problems(opt, fam, steps, s.n_table, seeds["test"], final_metric=final_loss)[1])
+                          for fam in families.values()])
+
+    def run():
+        part = common.Parts(cache, key)  # each variant's runs kept as they finish
+        return {v: part(v, lambda: finals(opt)) for v, opt in learned.items()}  # noqa: B023 - called at once
+
+    return common.kept(cache, key, run)
 
 
 def ratio_ci(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
@@ -220,13 +225,17 @@ def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None) -
                              {"default": DEFAULT_LR, "extend": EXTEND, "metric": "accuracy, final loss"},
                              second_recipe=True)
 
+    cache = _cache(out, test, "-adam")
+
     def run():
-        tuning = tune_baselines(fam, test.steps, s.n_tune, seeds["validation"], grid=s.adam_grid, names=("Adam",),
-                                progress=False, extend=EXTEND)
-        return {DEFAULT: runs(Adam(DEFAULT_LR), fam, test, seeds), TUNED: runs(tuning.make("Adam"), fam, test, seeds),
+        part = common.Parts(cache, key)  # the tuning and each of the two test runs kept as they finish
+        tuning = common.tune_in_parts(part, fam, names=("Adam",), steps=test.steps, n_problems=s.n_tune,
+                                      seed=seeds["validation"], grid=s.adam_grid, extend=EXTEND)
+        return {DEFAULT: part(DEFAULT, lambda: runs(Adam(DEFAULT_LR), fam, test, seeds)),
+                TUNED: part(TUNED, lambda: runs(tuning.make("Adam"), fam, test, seeds)),
                 "rate": tuning.rates["Adam"], "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
 
-    return common.kept(_cache(out, test, "-adam"), key, run)
+    return common.kept(cache, key, run)
 
 
 def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None):
