@@ -306,8 +306,14 @@ def cmd_status(args) -> None:
     if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
     print(table(progress(module.trainings(s), out)))
-    kept = {p.stem: torch.load(p, weights_only=True) for p in sorted(eval_dir(out).glob("*.pt"))}
+    kept = {}
+    for path in sorted(eval_dir(out).glob("*.pt")):
+        try:
+            kept[path.stem] = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - status reports, the run that needs the file recomputes it
+            kept[path.stem] = {"parts": {"unreadable": None}}
     done = [name for name, saved in kept.items() if "value" in saved]
+    # (reused by the next run only while φ, the settings, the seeds and the code are those they were kept under)
     print(f"finished comparisons kept: {', '.join(done) if done else 'none'}")
     under_way = {name: saved.get("parts", {}) for name, saved in kept.items() if "value" not in saved}
     if under_way:  # stopped midway: these parts are kept, the rest is computed by the next run
