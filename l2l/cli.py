@@ -292,12 +292,10 @@ def test_description(family) -> str:
 
 
 def cmd_status(args) -> None:
-    import torch
-
-    from .experiments.chapter import eval_dir, progress
+    from .experiments.chapter import progress
     from .meta import display_path
     from .profiles import resolve_profile
-    from .results import results_dir
+    from .results import kept_comparisons, results_dir
 
     module = chapter(args.task)
     s = module.settings(args.profile)
@@ -306,16 +304,12 @@ def cmd_status(args) -> None:
     if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
     print(table(progress(module.trainings(s), out)))
-    kept = {}
-    for path in sorted(eval_dir(out).glob("*.pt")):
-        try:
-            kept[path.stem] = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - status reports, the run that needs the file recomputes it
-            kept[path.stem] = {"parts": {"unreadable": None}}
-    done = [name for name, saved in kept.items() if "value" in saved]
+    kept = kept_comparisons(out)
+    done = [name for name, state in kept.items() if state == "finished"]
     # (reused by the next run only while φ, the settings, the seeds and the code are those they were kept under)
     print(f"finished comparisons kept: {', '.join(done) if done else 'none'}")
-    under_way = {name: saved.get("parts", {}) for name, saved in kept.items() if "value" not in saved}
+    under_way = {name: ["unreadable"] if state == "unreadable" else state
+                 for name, state in kept.items() if state != "finished"}
     if under_way:  # stopped midway: these parts are kept, the rest is computed by the next run
         print("comparisons under way, parts kept: " + "; ".join(
             f"{name} ({', '.join(parts)})" for name, parts in under_way.items()))

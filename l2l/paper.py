@@ -216,6 +216,23 @@ def summary_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict
     return rows
 
 
+def findings(claims: list[dict], profile: str) -> str:
+    """A chapter's verdicts in words, as a Markdown list: one item per claim of the paper, its verdict on each
+    metric it was judged on, with the LSTM's loss against the strongest competitor's and their paired difference.
+    claims: the chapter's recorded comparisons (`record`), in the order to show them."""
+    items: dict[str, list[str]] = {}
+    for entry in claims:
+        claim_id, metric = entry["id"], metric_of(entry)
+        best = best_row(entry)
+        median = "median " if best.get("statistic", "mean") != "mean" else ""
+        items.setdefault(claim_id, []).append(
+            f"{METRIC_NAMES[metric]}: **{verdict(entry, profile)}** (LSTM {fmt(best['learned'])}, "
+            f"{best['baseline']} {fmt(best['other'])}; {median}difference {fmt(best['advantage'], 3)} "
+            f"[{fmt(best['ci_low'], 3)}, {fmt(best['ci_high'], 3)}])")
+    return "\n".join(f"- *{BY_ID[claim_id].text}* " + "; ".join(parts) + "."
+                     for claim_id, parts in items.items())
+
+
 def tally(runs: dict[str, dict]) -> dict[str, int]:
     """How many of the paper's comparisons got each verdict (every verdict listed, in a fixed order)."""
     counts = dict.fromkeys(VERDICTS, 0)

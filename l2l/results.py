@@ -43,6 +43,21 @@ def command_line() -> str:
     return " ".join(sys.argv)
 
 
+def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
+    """The comparisons a chapter run keeps in out/eval/ (`common.compare`'s cache): {name: "finished"}, or the
+    names of the parts kept of one stopped midway, or "unreadable". A run records what was kept when its
+    evaluation began, since its own wall time covers only what it computed itself."""
+    kept = {}
+    for path in sorted((Path(out) / "eval").glob("*.pt")):
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - reported; the run that needs the file recomputes it
+            kept[path.stem] = "unreadable"
+            continue
+        kept[path.stem] = "finished" if "value" in saved else list(saved.get("parts", {}))
+    return kept
+
+
 def save_curves(path: Path, curves: dict) -> None:
     tensors = {name: c.float().contiguous() for name, c in curves.items()}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))

@@ -10,7 +10,8 @@ import torch
 from l2l.book import display_path
 from l2l.claims import (NOT_AT_SCALE, NOT_REPRODUCED, NOT_SIGNIFICANT, REPRODUCED, beats_all, does_not_beat,
                         to_markdown, verdict)
-from l2l.paper import (CLAIMS, budget, identify, intro_rows, judged, load_runs, record, summary_rows, tally)
+from l2l.paper import (CLAIMS, budget, findings, identify, intro_rows, judged, load_runs, record, summary_rows,
+                       tally)
 
 
 def curves(lstm, **baselines) -> dict:
@@ -90,6 +91,18 @@ def test_rows_come_in_paper_order_with_ids_or_legacy_texts():
     assert len(intro) == len(CLAIMS) and intro[0]["the paper's claim"].startswith("Fig. 4 (left)")
     assert "[Ch. 1](../notebooks/01_quadratic.ipynb)" in intro[0]["run"]
     assert "|---|" in to_markdown(intro)
+
+
+def test_findings_say_each_claims_verdict_per_metric_in_words():
+    claims = [record("cifar10", beats_all(WINS, "LSTM", "final")), record("cifar10", beats_all(LOSES, "LSTM", "summed")),
+              record("cifar-two-lstms", beats_all(TIES, "LSTM", "final"))]
+    lines = findings(claims, "paper").splitlines()
+    assert len(lines) == 2  # one item per claim, its metrics joined
+    assert lines[0].startswith("- *On CIFAR-10") and lines[1].startswith("- *Separate LSTMs")
+    assert "final loss: **reproduced** (LSTM 1, Adam 1.5" in lines[0]
+    assert "summed loss: **not reproduced** (LSTM" in lines[0] and "Adam" in lines[0].split("summed loss")[1]
+    assert "final loss: **not significant**" in lines[1]
+    assert all(v not in findings(claims, "quick") for v in ("**reproduced**", "**not reproduced**"))
 
 
 def test_budget_is_recorded_or_computed():
