@@ -50,6 +50,10 @@ display(Markdown(tally_text(runs) + "\n\n" + to_markdown(summary_rows(runs, page
 # comparison.
 #
 # ## How each run was made
+#
+# *Meta-training time* adds up every stage of every meta-training of the chapter, however many sessions they took;
+# *notebook run* is the wall time of the notebook's last execution, which loads the trained optimizers and any
+# comparison a stopped earlier execution had finished (its `run.json` lists those under `evaluation_kept_before`).
 
 # %% tags=["remove-input"]
 display(Markdown(to_markdown(run_rows(runs, page="book/summary"))))

@@ -123,22 +123,26 @@ def seeds_disagree(result: dict) -> list[str]:
     return [seed for seed, o in (result.get("other_seeds") or {}).items() if o["holds"] != result["holds"]]
 
 
-def verdict_text(claim: str, result: dict) -> str:
-    """One line for a claims table, built from the run's numbers."""
-    if result.get("negative"):
-        close = min(result["rows"], key=lambda r: r["advantage"])
-        how = (f"reproduced: {close['baseline']} did as well or better" if result["holds"]
-               else "not reproduced: the LSTM beat every baseline here")
-    elif "won" in result:
-        how = ("reproduced" if result["holds"] else "not reproduced") + f": the LSTM won {result['won']} of {result['of']}"
-    elif result["holds"]:
-        how = "reproduced" + ("" if result["significant"] else " (not significant at 95% against every baseline)")
+def verdict_text(claim: str, result: dict, profile: str = "paper") -> str:
+    """One line: the claim, its verdict (`verdict`, as the claims table gives it) and the evidence in words, built
+    from the run's numbers."""
+    if "won" in result:  # a sweep (beats_best_everywhere)
+        evidence = f"the LSTM won {result['won']} of {result['of']}"
     else:
-        losers = [r["baseline"] for r in result["rows"] if not r["better"]]
-        how = f"not reproduced: {', '.join(losers)} did as well or better"
+        rows = result["rows"]
+        worse = [r["baseline"] for r in rows if not r["better"] and r["significant"]]
+        level = [r["baseline"] for r in rows if not r["better"] and not r["significant"]]
+        unsure = [r["baseline"] for r in rows if r["better"] and not r["significant"]]
+        if worse or level:
+            evidence = "; ".join(([f"{', '.join(worse)} did significantly better"] if worse else [])
+                                 + ([f"{', '.join(level)} did as well or better, not significantly"] if level else []))
+        elif unsure:
+            evidence = f"the LSTM was ahead of every baseline, not significantly against {', '.join(unsure)}"
+        else:
+            evidence = "the LSTM was significantly ahead of every baseline"
     if seeds_disagree(result):
-        how += f"; meta-training seed(s) {', '.join(seeds_disagree(result))} disagree"
-    return f"{claim}: {how}"
+        evidence += f"; meta-training seed(s) {', '.join(seeds_disagree(result))} disagree"
+    return f"{claim}: {verdict(result, profile)}: {evidence}"
 
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"

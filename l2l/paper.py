@@ -259,6 +259,24 @@ def intro_rows(runs: dict[str, dict], page: str = "book/intro") -> list[dict]:
     return list(by_claim.values())
 
 
+def meta_training_time(run: dict) -> str:
+    """'6.0 h' (or '20 min'): the wall time of all the run's meta-trainings, every stage of each (they ran before and apart from
+    the notebook's last execution, whose wall time is the run's own)."""
+    trainings = run.get("meta_trainings") or {}
+    histories = [h for h in trainings.values() if isinstance(h, dict)] if isinstance(trainings, dict) else []
+    histories = histories or [run.get("meta_training") or {}]
+    seconds = sum(h.get("wall_time_s") if h.get("wall_time_s") is not None
+                  else sum(s.get("wall_time_s", 0) for s in h.get("stages") or []) for h in histories)
+    return duration(seconds) if seconds else "–"
+
+
+def duration(seconds: float) -> str:
+    """'5.7 h', '21 min' or '7 s'."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
     """How each committed run was made: one row per chapter, with paths shown relative to the data root."""
     from .book import display_path
@@ -269,7 +287,8 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
         v = run.get("versions", {})
         rows.append({"chapter": chapter_link(chapter, page) if chapter in CHAPTERS else chapter,
                      "profile / seed": f"{run['profile']} / {run['seed']}", "meta-training": scale(run),
-                     "wall time": f"{run['wall_time_s'] / 60:.0f} min", "device": run.get("device", ""),
+                     "meta-training time": meta_training_time(run),
+                     "notebook run": duration(run["wall_time_s"]), "device": run.get("device", ""),
                      "data": display_path(run.get("data_source") or "synthetic"),
                      "versions": f"torch {v.get('torch', '?')}, l2l {v.get('l2l', '?')}",
                      "command": f"`{run['command']}`"})

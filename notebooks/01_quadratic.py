@@ -127,7 +127,7 @@ summed = beats_all(curves, "LSTM", "summed")
 claims = [paper.record("quadratics", final),
           paper.record("quadratics", summed)]
 for claim in claims:
-    print(verdict_text(claim["claim"], claim))
+    print(verdict_text(claim["claim"], claim, s.profile))
 rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
 display(Markdown(to_markdown(rows)))
 

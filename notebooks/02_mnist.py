@@ -224,7 +224,7 @@ comparisons = {  # claim: (test, curves, the test networks' family, steps)
 claims = (mnist.judge(comparisons, trained, s, run_seeds, out=out)
           + [paper.record("mnist-architectures", mnist.grid_claim(cells))])
 for claim in claims:
-    print(verdict_text(claim["claim"], claim))
+    print(verdict_text(claim["claim"], claim, s.profile))
 rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
 display(Markdown(to_markdown(rows) + "\n\n**Does each claim hold for every meta-training seed?** (the same test "
                  "networks; \"holds\": the claim as the paper states it holds for that seed's optimizer, in the "

@@ -113,7 +113,7 @@ print(f"best validation {s.meta.val_metric} loss {history.best_val:.4g} at epoch
       f"(untrained: {history.val_loss[0]:.4g}); {history.wall_time_s / 60:.1f} min")
 
 # %% tags=["remove-output"]
-book.figure("art-meta-training", l2l.plots.plot_meta_training(history),
+book.figure("art-meta-training", l2l.plots.plot_meta_training(history, metric=s.meta.val_metric),
             book.meta_training_caption("Neural art, training style", history, s.profile, s.meta.val_metric))
 
 # %% [markdown]
@@ -197,7 +197,7 @@ claims = [
     paper.record("art-new-style", beats_all(runs["b"][0], metric="summed")),
 ]
 for claim in claims:
-    print(verdict_text(claim["claim"], claim))
+    print(verdict_text(claim["claim"], claim, s.profile))
 rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
 display(Markdown(to_markdown(rows)))
 

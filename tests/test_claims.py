@@ -48,7 +48,14 @@ def test_verdicts_positive_negative_and_sweep():
     curves = curves_with_finals({"LSTM": [1.0, 1.1, 0.9], "Adam": [2.0, 2.1, 1.9], "SGD": [0.5, 0.6, 0.4]})
     result = beats_all(curves)
     assert not result["holds"] and result["closest"] == "SGD"
-    assert verdict_text("claim", result) == "claim: not reproduced: SGD did as well or better"
+    assert verdict_text("claim", result) == "claim: not reproduced: SGD did significantly better"
+    assert verdict_text("claim", result, profile="smoke") == \
+        "claim: not tested at the paper's scale: SGD did significantly better"
+    ahead = beats_all(curves, baselines=["Adam"])
+    assert verdict_text("claim", ahead) == "claim: reproduced: the LSTM was significantly ahead of every baseline"
+    close = beats_all(curves_with_finals({"LSTM": [1.0, 2.0, 1.0], "NAG": [2.0, 1.0, 1.5]}))
+    assert verdict_text("claim", close) == ("claim: not significant: the LSTM was ahead of every baseline, "
+                                            "not significantly against NAG")
     negative = does_not_beat(curves)
     assert negative["holds"] and negative["significant"]
     assert beats_all(curves, baselines=["Adam"])["significant"]

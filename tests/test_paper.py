@@ -105,6 +105,14 @@ def test_findings_say_each_claims_verdict_per_metric_in_words():
     assert all(v not in findings(claims, "quick") for v in ("**reproduced**", "**not reproduced**"))
 
 
+def test_meta_training_time_adds_up_every_stage_of_every_training():
+    from l2l.paper import meta_training_time
+    staged = {"stages": [{"wall_time_s": 3600}, {"wall_time_s": 1800}]}  # MNIST's record: stages only
+    assert meta_training_time({"meta_trainings": {"a": {"wall_time_s": 7200}, "b": staged}}) == "3.5 h"
+    assert meta_training_time({"meta_training": {"wall_time_s": 1200}}) == "20 min"
+    assert meta_training_time({"meta_training": None}) == "–"
+
+
 def test_budget_is_recorded_or_computed():
     assert budget(run_record("paper", [], steps=12345)) == 12345
     assert budget(run_record("paper", [])) == 3 * 20 * 100
