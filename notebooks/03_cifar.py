@@ -122,7 +122,7 @@ for name, h in histories.items():
 # %% tags=["remove-output"]
 fig, axes = l2l.plots.panels(3)
 for ax, (name, h) in zip(axes, histories.items()):
-    l2l.plots.plot_meta_training(h, ax=ax)
+    l2l.plots.plot_meta_training(h, ax=ax, metric=s.meta.val_metric)
     ax.set_title(name, fontsize=9)
 book.figure("cifar-meta-training", fig, book.meta_training_caption(
     "CIFAR-10: the two-LSTM optimizer, the one shared LSTM and LSTM-sub", history, s.profile, s.meta.val_metric))
@@ -229,7 +229,7 @@ claims = [paper.record(claim, beats_all(curves[panel], name, metric, others))
                                              ("cifar-two-lstms", "CIFAR-10", cifar.TWO, [cifar.ONE])]
           for metric in ("final", "summed")]
 for claim in claims:
-    print(verdict_text(claim["claim"], claim))
+    print(verdict_text(claim["claim"], claim, s.profile))
 rows = claims_table([(c["claim"], c) for c in claims], profile=s.profile)
 display(Markdown(to_markdown(rows)))
 print(f"profile {s.profile}; CIFAR-10 from {source}")
