@@ -75,10 +75,10 @@ display(Markdown(tally_text(runs) + "\n\n" + to_markdown(intro_rows(runs, page="
 #   since, on a mixture of small networks, and tested on networks it never saw against Adam: an optimizer meant
 #   for your own models rather than a reproduction.
 #
-# Each chapter was executed once at the largest profile the machine we had could afford, and prints
-# which one. Chapters 1 and 2 fit on a CPU at the paper's settings; chapters 3 and 4 are sized for a GPU
-# at those settings, and their committed runs are smaller. The [summary](summary.ipynb) lists the profile of every run
-# beside its verdicts, and the chapter itself says what a smaller profile cannot show.
+# Every chapter prints the profile it was executed at, and the table above gives it for each claim. The paper
+# profile takes hours of CPU per chapter, so it runs in stages, its training state committed between them; until a
+# chapter's paper run is complete, its committed run is a smaller one, and the [summary](summary.ipynb) shows how
+# far the paper run under way has got. Each chapter also says what a smaller profile cannot show.
 # The [method](method.md) page describes what all chapters share: the update rule, the coordinatewise LSTM,
 # the meta-training, the baselines and how results are judged.
 #
