@@ -192,6 +192,13 @@ def chapter_link(chapter: str, page: str, label: str | None = None) -> str:
     return f"[{label or name}]({rel}.ipynb)"
 
 
+def difference(best: dict, label: str = "") -> str:
+    """'0.0209 [0.00531, 0.0364]': a paired row's difference (baseline − LSTM) and its 95% CI, after `label`;
+    'median …' where some run diverged and the row holds the median and its sign-test interval."""
+    median = "median " if best.get("statistic", "mean") != "mean" else ""
+    return f"{median}{label}{fmt(best['advantage'], 3)} [{fmt(best['ci_low'], 3)}, {fmt(best['ci_high'], 3)}]"
+
+
 def summary_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
     """One row per claim and metric, in the paper's order, with the verdict and the deciding comparison."""
     rows, previous = [], None
@@ -207,12 +214,9 @@ def summary_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict
                          f"{scale(chapter_run, claim.history)}; this metric not recorded"})
             continue
         best = best_row(entry)
-        median = best.get("statistic", "mean") != "mean"
         rows.append({**row, "verdict": f"**{verdict(entry, run['profile'])}**", "LSTM": fmt(best["learned"]),
                      "best tuned baseline": f"{best['baseline']} {fmt(best['other'])}",
-                     "difference [95% CI]": ("median " if median else "") + f"{fmt(best['advantage'], 3)} "
-                     f"[{fmt(best['ci_low'], 3)}, {fmt(best['ci_high'], 3)}]",
-                     "run": scale(run, claim.history)})
+                     "difference [95% CI]": difference(best), "run": scale(run, claim.history)})
     return rows
 
 
@@ -224,11 +228,9 @@ def findings(claims: list[dict], profile: str) -> str:
     for entry in claims:
         claim_id, metric = entry["id"], metric_of(entry)
         best = best_row(entry)
-        median = "median " if best.get("statistic", "mean") != "mean" else ""
         items.setdefault(claim_id, []).append(
             f"{METRIC_NAMES[metric]}: **{verdict(entry, profile)}** (LSTM {fmt(best['learned'])}, "
-            f"{best['baseline']} {fmt(best['other'])}; {median}difference {fmt(best['advantage'], 3)} "
-            f"[{fmt(best['ci_low'], 3)}, {fmt(best['ci_high'], 3)}])")
+            f"{best['baseline']} {fmt(best['other'])}; {difference(best, 'difference ')})")
     return "\n".join(f"- *{BY_ID[claim_id].text}* " + "; ".join(parts) + "."
                      for claim_id, parts in items.items())
 
@@ -260,11 +262,9 @@ def intro_rows(runs: dict[str, dict], page: str = "book/intro") -> list[dict]:
 
 
 def meta_training_time(run: dict) -> str:
-    """'6.0 h' (or '20 min'): the wall time of all the run's meta-trainings, every stage of each (they ran before and apart from
-    the notebook's last execution, whose wall time is the run's own)."""
-    trainings = run.get("meta_trainings") or {}
-    histories = [h for h in trainings.values() if isinstance(h, dict)] if isinstance(trainings, dict) else []
-    histories = histories or [run.get("meta_training") or {}]
+    """'6.0 h' (or '20 min'): the wall time of all the run's meta-trainings, every stage of each (they ran before
+    and apart from the notebook's last execution, whose wall time is the run's own)."""
+    histories = list((run.get("meta_trainings") or {}).values()) or [run.get("meta_training") or {}]
     seconds = sum(h.get("wall_time_s") if h.get("wall_time_s") is not None
                   else sum(s.get("wall_time_s", 0) for s in h.get("stages") or []) for h in histories)
     return duration(seconds) if seconds else "–"
