@@ -7,6 +7,7 @@ notebook with papermill and the same parameters.
 
 Errors a user can fix (an unknown name, a missing file, a bad argument) end the program with one line on
 stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see the traceback instead.
+`kill PID` (SIGTERM) stops a command the way Ctrl-C does: a meta-training saves its state first.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import tempfile
 from pathlib import Path
 
@@ -295,7 +298,8 @@ def cmd_status(args) -> None:
     from .experiments.chapter import progress
     from .meta import display_path
     from .profiles import resolve_profile
-    from .results import kept_comparisons, results_dir
+    from .paper import duration
+    from .results import evaluation_seconds, kept_comparisons, results_dir
 
     module = chapter(args.task)
     s = module.settings(args.profile)
@@ -313,6 +317,8 @@ def cmd_status(args) -> None:
     if under_way:  # stopped midway: these parts are kept, the rest is computed by the next run
         print("comparisons under way, parts kept: " + "; ".join(
             f"{name} ({', '.join(parts)})" for name, parts in under_way.items()))
+    if kept:
+        print(f"compute time of the kept comparisons: {duration(evaluation_seconds(out))}")
 
 
 def describe_architecture(arch: dict) -> str:
@@ -366,6 +372,7 @@ def one_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, 1 for a failed run, 2 for a user error)."""
     debug = os.environ.get("L2L_TRACEBACK") == "1"
+    previous = stop_on_sigterm()
     try:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
@@ -379,7 +386,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"l2l: error: {one_line(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("l2l: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; meta-training says where its state was saved
+        print(f"l2l: interrupted{': ' + one_line(e) if e.args else ''}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def stop_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt, as Ctrl-C does, so that `kill PID` stops a meta-training with its
+    state saved at the problem in progress. A run started in the background by a script needs this: its shell
+    ignores SIGINT for it. Returns the previous handler (None where signals cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -270,6 +270,13 @@ def meta_training_time(run: dict) -> str:
     return duration(seconds) if seconds else "–"
 
 
+def notebook_time(run: dict) -> str:
+    """The last execution's wall time, and the kept comparisons' compute time when earlier executions or other
+    processes did most of the evaluation: '17 s (evaluation 2.6 h)'."""
+    wall, evaluation = run["wall_time_s"], run.get("evaluation_compute_s") or 0
+    return duration(wall) + (f" (evaluation {duration(evaluation)})" if evaluation > wall else "")
+
+
 def duration(seconds: float) -> str:
     """'5.7 h', '21 min' or '7 s'."""
     if seconds >= 3600:
@@ -288,7 +295,7 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
         rows.append({"chapter": chapter_link(chapter, page) if chapter in CHAPTERS else chapter,
                      "profile / seed": f"{run['profile']} / {run['seed']}", "meta-training": scale(run),
                      "meta-training time": meta_training_time(run),
-                     "notebook run": duration(run["wall_time_s"]), "device": run.get("device", ""),
+                     "notebook run": notebook_time(run), "device": run.get("device", ""),
                      "data": display_path(run.get("data_source") or "synthetic"),
                      "versions": f"torch {v.get('torch', '?')}, l2l {v.get('l2l', '?')}",
                      "command": f"`{run['command']}`"})

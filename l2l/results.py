@@ -58,6 +58,18 @@ def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
     return kept
 
 
+def evaluation_seconds(out: Path) -> float:
+    """The compute seconds of the comparisons kept in out/eval/, finished or in part, whichever process (or
+    execution) computed them: a chapter's evaluation time, which its last execution's wall time does not show."""
+    total = 0.0
+    for path in sorted((Path(out) / "eval").glob("*.pt")):
+        try:
+            total += sum(torch.load(path, map_location="cpu", weights_only=True).get("seconds", {}).values())
+        except Exception:  # noqa: BLE001 - an unreadable file is recomputed by the run that needs it
+            continue
+    return total
+
+
 def save_curves(path: Path, curves: dict) -> None:
     tensors = {name: c.float().contiguous() for name, c in curves.items()}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))

@@ -260,11 +260,19 @@ def test_a_comparison_stopped_midway_redoes_only_what_it_had_not_finished(tmp_pa
     assert "finished comparisons kept: none" in printed
     assert "comparisons under way, parts kept: panel (tuning/SGD, tuning/RMSprop, tuning/Adam, tuning/NAG, " \
            "test/LSTM, test/SGD)" in printed
+    assert "compute time of the kept comparisons: " in printed
+    from l2l.results import evaluation_seconds
+    first = evaluation_seconds(tmp_path)  # the six parts this process finished, each timed
+    assert first > 0
     monkeypatch.setattr(common, "run_problems", lambda *a, **k: tested.append(1) or real_run(*a, **k))
     monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: tuned.append(1) or real_tune(*a, **k))
     curves, tuning, _ = common.compare(lstm, fam, 5, cache=cache, **args)
     assert tuned == [] and len(tested) == 1 + len(common.BASELINES)  # the tuning kept; 3 of 5 left to test
     assert tuning == whole_tuning and all(torch.equal(curves[n], whole_curves[n]) for n in whole_curves)
+    # the whole result keeps every part's seconds, those of the stopped run among them
+    assert set(torch.load(cache, weights_only=True)["seconds"]) == {
+        *(f"tuning/{n}" for n in common.BASELINES), *(f"test/{n}" for n in ["LSTM", *common.BASELINES])}
+    assert evaluation_seconds(tmp_path) > first
     common.compare(lstm, fam, 5, cache=cache, **args)  # now kept whole
     assert tuned == [] and len(tested) == 1 + len(common.BASELINES)
 

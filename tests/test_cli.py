@@ -161,3 +161,28 @@ def test_help_explains_every_option():
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args(["train", "--help"])
     assert exit_.value.code == 0
+
+
+def test_sigterm_stops_a_training_with_its_state_saved_and_the_next_call_resumes(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from l2l import meta
+    from l2l.training_state import load_state
+    real, calls = meta.train_on_problem, []
+
+    def killed_in_the_second_epoch(*a, **k):  # `kill PID` from another shell, mid-epoch
+        calls.append(1)
+        if len(calls) == 4:  # (two problems an epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(meta, "train_on_problem", killed_in_the_second_epoch)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["train", "quadratic", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 130
+    assert "l2l: interrupted: meta-training interrupted; its state at epoch 2 (1/2 problems done)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+    state = load_state(tmp_path / "state" / "lstm.pt")
+    assert (state["epoch"], state["problem"]) == (2, 1)  # the problem in progress is redone
+    monkeypatch.setattr(meta, "train_on_problem", real)
+    assert main(argv) == 0 and (tmp_path / "lstm.safetensors").exists()

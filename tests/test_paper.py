@@ -113,6 +113,13 @@ def test_meta_training_time_adds_up_every_stage_of_every_training():
     assert meta_training_time({"meta_training": None}) == "–"
 
 
+def test_notebook_time_adds_the_evaluation_other_executions_computed():
+    from l2l.paper import notebook_time
+    assert notebook_time({"wall_time_s": 17, "evaluation_compute_s": 9360}) == "17 s (evaluation 2.6 h)"
+    assert notebook_time({"wall_time_s": 1200, "evaluation_compute_s": 900}) == "20 min"  # all computed here
+    assert notebook_time({"wall_time_s": 1200}) == "20 min"  # runs recorded before evaluations were timed
+
+
 def test_budget_is_recorded_or_computed():
     assert budget(run_record("paper", [], steps=12345)) == 12345
     assert budget(run_record("paper", [])) == 3 * 20 * 100

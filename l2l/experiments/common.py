@@ -15,7 +15,7 @@ from ..baselines import BASELINES, LR_GRID, Tuning, tune_baselines
 from ..evaluate import run_problems, summarize
 from ..fileio import atomic_write
 from ..meta import VAL_SEED_OFFSET, History
-from ..results import save_curves, save_json, versions
+from ..results import evaluation_seconds, save_curves, save_json, versions
 
 TEST_SEED_OFFSET = 2_000_029
 
@@ -64,36 +64,42 @@ def kept(cache: Path | None, key: str, compute):
     """compute()'s result (tensors, numbers, strings and containers of them), computed once and kept in the file
     `cache` under `key`, a digest of everything it depends on (`fingerprint`): a later call with the same key
     loads it, any other key recomputes and overwrites it. cache None: just compute(). compute may keep its
-    parts in the same file as it goes (`Parts`); the whole result replaces them."""
+    parts in the same file as it goes (`Parts`); the whole result replaces them, and keeps their compute
+    seconds (or its own, when it had no parts), since they may have been computed by several processes."""
     if cache is not None and Path(cache).exists():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key and "value" in saved:
             return saved["value"]
+    started = time.perf_counter()
     value = compute()
     if cache is not None:
-        atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value}, tmp))
+        seconds = Parts(cache, key).seconds or {"all": time.perf_counter() - started}
+        atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value, "seconds": seconds}, tmp))
     return value
 
 
 class Parts:
     """The finished parts of a kept computation (see `kept`), in its cache file under the same key: part(name,
-    compute) returns the part kept under `name`, or computes it and writes it to the file at once. A run killed
-    in the middle of an hour-long comparison then redoes only the part it was in. Each part must depend on
-    nothing but the key and its name (every run here draws its problems from its own seeded generator), so that
-    parts computed in different processes make the result of one uninterrupted run."""
+    compute) returns the part kept under `name`, or computes it and writes it to the file at once, with the
+    seconds it took. A run killed in the middle of an hour-long comparison then redoes only the part it was in.
+    Each part must depend on nothing but the key and its name (every run here draws its problems from its own
+    seeded generator), so that parts computed in different processes make the result of one uninterrupted run."""
 
     def __init__(self, cache: Path | None, key: str):
-        self.cache, self.key, self.done = cache, key, {}
+        self.cache, self.key, self.done, self.seconds = cache, key, {}, {}
         if cache is not None and Path(cache).exists():
             saved = torch.load(cache, weights_only=True)
             if saved.get("key") == key:
-                self.done = dict(saved.get("parts", {}))
+                self.done, self.seconds = dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
 
     def __call__(self, name: str, compute):
         if name not in self.done:
+            started = time.perf_counter()
             self.done[name] = compute()
+            self.seconds[name] = time.perf_counter() - started
             if self.cache is not None:
-                atomic_write(Path(self.cache), lambda tmp: torch.save({"key": self.key, "parts": self.done}, tmp))
+                atomic_write(Path(self.cache), lambda tmp: torch.save(
+                    {"key": self.key, "parts": self.done, "seconds": self.seconds}, tmp))
         return self.done[name]
 
 
@@ -161,7 +167,9 @@ def code_digest(root: Path | None = None, exclude: tuple[str, ...] = NOT_IN_DIGE
 def record_run(out_dir: Path, *, chapter: str, notebook: str, settings, seed: int, device: str, started: float,
                curves: dict, tuning: Tuning | None = None, history: History | None = None,
                claims: list | None = None, extra: dict | None = None) -> dict:
-    """Write curves.safetensors and run.json (command, seeds, versions, wall time, results) under out_dir."""
+    """Write curves.safetensors and run.json (command, seeds, versions, wall time, results) under out_dir.
+    The wall time is this execution's; `evaluation_compute_s` adds up the kept comparisons' compute, which earlier
+    executions or other processes may have done."""
     out_dir = Path(out_dir)
     save_curves(out_dir / "curves.safetensors", curves)
     record = {
@@ -173,6 +181,7 @@ def record_run(out_dir: Path, *, chapter: str, notebook: str, settings, seed: in
         "device": device,
         "versions": versions(),
         "wall_time_s": round(time.time() - started, 1),
+        "evaluation_compute_s": round(evaluation_seconds(out_dir), 1),
         "settings": asdict(settings) if is_dataclass(settings) else settings,
         "summary": summarize(curves),
         "tuned_rates": tuning.rates if tuning else None,
