@@ -317,3 +317,19 @@ def test_the_code_digest_follows_computing_code_but_not_presentation(tmp_path, m
     assert code_digest(pkg) == before
     (pkg / "baselines.py").write_text((pkg / "baselines.py").read_text() + "\nX = 1\n")
     assert code_digest(pkg) != before
+
+
+def test_the_grid_reuses_the_base_networks_comparison_for_its_cell(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from l2l.experiments import common
+    s = replace(mnist.settings("smoke"), widths=(20, 10), depths=(1,))
+    lstm, run_seeds = mnist.make_optimizer(), common.seeds(0)
+    curves, _, _ = mnist.compare(lstm, mnist.base_family(s), s.steps, s, run_seeds, progress=False,
+                                 cache=chapter.eval_dir(tmp_path) / "base.pt")  # the notebook's Figure 4 panel
+    tuned, real = [], common.tune_baselines
+    monkeypatch.setattr(common, "tune_baselines", lambda *a, **k: tuned.append(1) or real(*a, **k))
+    cells = mnist.grid(lstm, s, run_seeds, progress=False, out=tmp_path)
+    assert len(tuned) == len(common.BASELINES)  # the 10-unit cell only
+    assert cells[0]["finals"] == {n: c[:, -1].mean().item() for n, c in curves.items()}
+    assert sorted(p.name for p in chapter.eval_dir(tmp_path).glob("*.pt")) == ["base.pt", "grid-10x1.pt"]

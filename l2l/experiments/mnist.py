@@ -202,11 +202,14 @@ def grid(lstm, s: Settings, seeds: dict, device="cpu", progress: bool = True, ou
     for depth in tqdm(s.depths, desc="depths", disable=not progress):
         for width in s.widths:
             fam = family(device, hidden=(width,) * depth)
-            cache = None if out is None else chapter.eval_dir(out) / f"grid-{width}x{depth}.pt"
+            # the base network's cell is Figure 4's comparison (the notebook's): kept in its files, computed once
+            stem, seeds_stem = (("base", "seeds-mnist") if fam == base_family(s, device)
+                                else (f"grid-{width}x{depth}", f"grid-{width}x{depth}-seeds"))
+            cache = None if out is None else chapter.eval_dir(out) / f"{stem}.pt"
             curves, tuning, _ = compare(lstm, fam, s.steps, s, seeds, progress=False, cache=cache)
             finals = {n: c[:, -1].mean().item() for n, c in curves.items()}
             best = min((n for n in finals if n != "LSTM"), key=finals.get)
-            kept = None if out is None else chapter.eval_dir(out) / f"grid-{width}x{depth}-seeds.pt"
+            kept = None if out is None else chapter.eval_dir(out) / f"{seeds_stem}.pt"
             others_curves = seed_curves(others or {}, fam, s.steps, s, seeds, kept)
             seeds_paired = {seed: paired({**curves, "LSTM": c}, "LSTM", best, "final")
                             for seed, c in others_curves.items()}
