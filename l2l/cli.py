@@ -1,4 +1,4 @@
-"""The command line: `python -m l2l {train, evaluate, run, list}`.
+"""The command line: `python -m l2l {train, evaluate, run, status, list}`.
 
 `train` calls the chapter's own `train` (`l2l.experiments.<chapter>`), the function its notebook calls, with the
 same output folder, training states and seeds, so a run paused in one resumes in the other. `evaluate` tunes the
@@ -7,7 +7,8 @@ notebook with papermill and the same parameters.
 
 Errors a user can fix (an unknown name, a missing file, a bad argument) end the program with one line on
 stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see the traceback instead.
-`kill PID` (SIGTERM) stops a command the way Ctrl-C does: a meta-training saves its state first.
+`kill PID` (SIGTERM) stops a command the way Ctrl-C does: `train` saves the meta-training state first. (`run`'s
+meta-training happens in the notebook's kernel, which papermill shuts down: it resumes from the last epoch saved.)
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def build_parser() -> Parser:
         "gradient descent by gradient descent')."), epilog=(
         "Environment: L2L_DATA (data root with MNIST/raw/, default ./data), L2L_CACHE (decoded-data cache), "
         "L2L_PROFILE (default profile), L2L_TRACEBACK=1 (show tracebacks instead of one-line errors)."))
-    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,run,list}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,run,status,list}", required=True)
 
     def common(p, profile_help):
         p.add_argument("--profile", choices=PROFILES, default=None, help=profile_help)
@@ -96,7 +97,8 @@ def build_parser() -> Parser:
             "time budget: after M minutes, stop before the next problem (next epoch under torchrun) with the training "
             "state saved; running the same command again continues (default: no limit)"))
         p.add_argument("--fresh", action="store_true", help=(
-            "forget the chapter's saved training states and start over (default: resume from them)"))
+            "forget the chapter's saved training states and kept comparisons (eval/) and start over (default: "
+            "resume from them)"))
 
     train = commands.add_parser("train", help="meta-train a chapter's LSTM optimizer(s), resumably", description=(
         "Meta-train a chapter's learned optimizer(s) with a profile's settings: the same function the chapter's "
@@ -134,14 +136,15 @@ def build_parser() -> Parser:
     common(ev, "settings of the test (number of tuning and test problems, steps): paper, quick or smoke; "
                "default $L2L_PROFILE, else paper")
     ev.add_argument("--steps", type=positive_int, default=None,
-                    help="optimizer steps per run (default: the profile's horizon, 100 at paper)")
+                    help="optimizer steps per run (default: the profile's horizon, e.g. 100 for mnist at paper)")
     ev.add_argument("--n", type=positive_int, default=None, help=(
         "number of test problems (default: the profile's; a quadratic problem holds a batch of functions)"))
     ev.add_argument("--out", default=None, help="also write the results as JSON to this file")
 
     st = commands.add_parser("status", help="how far a chapter's resumable run has got", description=(
         "Show the saved training states of a chapter run (epochs done of planned, optimizee steps, best "
-        "validation score, stages, wall time) and the comparisons it has finished and kept; reads files only."))
+        "validation score, stages, wall time), the comparisons it has finished and kept, and their compute time; "
+        "reads files only. A running training's progress shows after its next epoch."))
     st.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar, art or general")
     st.add_argument("--profile", default=None, help="paper, quick or smoke; default $L2L_PROFILE, else paper")
     st.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
@@ -149,7 +152,8 @@ def build_parser() -> Parser:
 
     lst = commands.add_parser("list", help="list the trained optimizers shipped with l2l", description=(
         "List the trained optimizers shipped with l2l, with the task and profile each was trained on and its "
-        "validation meta-loss (summed loss over the horizon, mean over validation problems)."))
+        "validation score (summed loss over the horizon or final loss, as its chapter chooses; mean over "
+        "validation problems)."))
     lst.set_defaults(no_progress=True)
     return parser
 

@@ -532,8 +532,8 @@ def meta_train(optimizer, family, cfg: MetaTrainConfig, val_family=None, checkpo
             snap["history"]["stages"][-1].pop("open")
         save_state(state_path, snap)
         raise KeyboardInterrupt(f"meta-training interrupted; its state at epoch {snap['epoch']} ({snap['problem']}/{P} "
-                                f"problems done) is saved in {display_path(state_path)}: call meta_train again "
-                                "with the same arguments to resume") from None
+                                f"problems done) is saved in {display_path(state_path)}: run the same command "
+                                "again (or call meta_train with the same arguments) to resume") from None
     finally:
         bar.close()
     if trained:  # record this call's stage in the saved state too
