@@ -18,8 +18,8 @@ import math
 import os
 import signal
 import sys
-import threading
 import tempfile
+import threading
 from pathlib import Path
 
 from .profiles import PROFILES

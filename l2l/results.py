@@ -43,31 +43,27 @@ def command_line() -> str:
     return " ".join(sys.argv)
 
 
-def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
-    """The comparisons a chapter run keeps in out/eval/ (`common.compare`'s cache): {name: "finished"}, or the
-    names of the parts kept of one stopped midway, or "unreadable". A run records what was kept when its
-    evaluation began, since its own wall time covers only what it computed itself."""
-    kept = {}
+def kept_files(out: Path):
+    """(name, contents or None when unreadable) of every comparison kept in out/eval/ (`common.compare`'s cache)."""
     for path in sorted((Path(out) / "eval").glob("*.pt")):
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            yield path.stem, torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - reported; the run that needs the file recomputes it
-            kept[path.stem] = "unreadable"
-            continue
-        kept[path.stem] = "finished" if "value" in saved else list(saved.get("parts", {}))
-    return kept
+            yield path.stem, None
+
+
+def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
+    """The comparisons a chapter run keeps in out/eval/: {name: "finished"}, or the names of the parts kept of one
+    stopped midway, or "unreadable". A run records what was kept when its evaluation began, since its own wall
+    time covers only what it computed itself."""
+    return {name: "unreadable" if saved is None else "finished" if "value" in saved else list(saved.get("parts", {}))
+            for name, saved in kept_files(out)}
 
 
 def evaluation_seconds(out: Path) -> float:
     """The compute seconds of the comparisons kept in out/eval/, finished or in part, whichever process (or
     execution) computed them: a chapter's evaluation time, which its last execution's wall time does not show."""
-    total = 0.0
-    for path in sorted((Path(out) / "eval").glob("*.pt")):
-        try:
-            total += sum(torch.load(path, map_location="cpu", weights_only=True).get("seconds", {}).values())
-        except Exception:  # noqa: BLE001 - an unreadable file is recomputed by the run that needs it
-            continue
-    return total
+    return sum(sum(saved.get("seconds", {}).values()) for _, saved in kept_files(out) if saved is not None)
 
 
 def save_curves(path: Path, curves: dict) -> None:
