@@ -322,7 +322,9 @@ def cmd_status(args) -> None:
         print("comparisons under way, parts kept: " + "; ".join(
             f"{name} ({', '.join(parts)})" for name, parts in under_way.items()))
     if kept:
-        print(f"compute time of the kept comparisons: {duration(evaluation_seconds(out))}")
+        seconds = evaluation_seconds(out)
+        print(f"compute time of the kept comparisons: "
+              f"{duration(seconds) if seconds else 'not recorded (kept before comparisons were timed)'}")
 
 
 def describe_architecture(arch: dict) -> str:
