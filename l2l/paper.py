@@ -319,4 +319,21 @@ def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: s
         rows += [{"chapter": chapter_link(name, page), **{("meta-training" if k == "training" else k): v
                                                           for k, v in row.items()}}
                  for row in progress(module.trainings(module.settings("paper")), root / name)]
+        rows += evaluation_row(root / name, chapter_link(name, page))
     return rows
+
+
+def evaluation_row(out: Path, link: str) -> list[dict]:
+    """The progress row of a paper run's evaluation, when it has begun: its kept comparisons, finished and under
+    way, and the compute hours they hold (results.kept_comparisons)."""
+    from .results import evaluation_seconds, kept_comparisons
+
+    kept = kept_comparisons(out)
+    if not kept:
+        return []
+    finished = sum(v == "finished" for v in kept.values())
+    under_way = f", {len(kept) - finished} under way" if len(kept) > finished else ""
+    what = f"evaluation: {finished} comparison{'' if finished == 1 else 's'} finished{under_way}"
+    return [{"chapter": link, "meta-training": what,
+             "epochs": "–", "optimizee steps": "–", "best validation loss": "–", "stages": "–",
+             "hours": f"{evaluation_seconds(out) / 3600:.1f}"}]

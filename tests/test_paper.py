@@ -187,3 +187,9 @@ def test_progress_rows_show_how_far_an_unfinished_paper_run_has_got(tmp_path, on
     assert row["meta-training"] == "lstm" and row["optimizee steps"] == f"0 of {planned:,}"
     assert "01_quadratic" in row["chapter"]
     assert progress_rows({"quadratic": run_record("paper", [])}, root=tmp_path) == []  # finished: nothing to show
+    # once its evaluation has begun, a row says how far: comparisons kept, finished or in part
+    from l2l.experiments import chapter, common
+    common.kept(chapter.eval_dir(tmp_path / "quadratic") / "base.pt", "key", lambda: 1.0)
+    common.Parts(chapter.eval_dir(tmp_path / "quadratic") / "long.pt", "key")("tuning/SGD", lambda: 2.0)
+    _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
+    assert evaluation["meta-training"] == "evaluation: 1 comparison finished, 1 under way"
