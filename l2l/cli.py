@@ -114,6 +114,10 @@ def build_parser() -> Parser:
         "the chapter's output folder (default: the notebook's, results/<task> for paper, results/<task>/<profile> "
         "otherwise)"))
     resumable(train)
+    train.add_argument("--only", nargs="+", default=None, metavar="NAME", help=(
+        "run just these of the chapter's trainings (names as `status` lists them), e.g. to run two of them at once "
+        "in two processes, one per core; each ends exactly as in a run of them all. MNIST's main optimizer and "
+        "seeds need its search finished. Not with --fresh"))
 
     run = commands.add_parser("run", help="execute a chapter's notebook with papermill", description=(
         "Execute the chapter's notebook (notebooks/NN_<chapter>.ipynb) with papermill and these parameters; its "
@@ -173,10 +177,14 @@ def cmd_train(args) -> None:
     from .device import describe_device, pick_device
     from .meta import display_path
     from .results import results_dir
-    from .experiments.chapter import paused_message
+    from .experiments.chapter import check_only, paused_message
 
     module = chapter(args.task)
     s = module.settings(args.profile, args.seed)
+    only = tuple(dict.fromkeys(args.only)) if args.only else None
+    if only and args.fresh:  # --fresh clears every training's state, the others' too
+        raise ValueError("--fresh forgets all of the chapter's training states; it cannot go with --only")
+    check_only(list(module.trainings(s)), only)
     device = pick_device(args.device)
     out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
     if out.exists() and not out.is_dir():
@@ -187,13 +195,14 @@ def cmd_train(args) -> None:
     try:
         if group is not None and group.rank > 0:  # rank 0 alone writes the outputs; the others write to scratch
             module.train(s, distributed.private_dir() / "out", device, max_minutes=args.max_minutes, progress=False,
-                         fresh=args.fresh)
+                         fresh=args.fresh, only=only)
             return
         world = f", world size {group.world} ({distributed.backend()})" if group is not None else ""
-        print(f"meta-training {args.task}, profile {s.profile}, seed {args.seed}, {describe_device(device)}{world}, "
-              f"outputs in {args.out or display_path(out)}")
+        which = f" ({', '.join(only)} only)" if only else ""
+        print(f"meta-training {args.task}{which}, profile {s.profile}, seed {args.seed}, "
+              f"{describe_device(device)}{world}, outputs in {args.out or display_path(out)}")
         result = module.train(s, out, device, max_minutes=args.max_minutes, progress=not args.no_progress,
-                              fresh=args.fresh)
+                              fresh=args.fresh, only=only)
     finally:
         distributed.shutdown()
     for t in result.all:

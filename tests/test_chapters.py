@@ -88,6 +88,35 @@ def test_a_paused_chapter_resumes_to_the_same_result(name, uninterrupted, tmp_pa
         assert starts[1:] == ends[:-1] and not any(s.get("open") for s in st), st
 
 
+@pytest.mark.parametrize("name", ["mnist", "general"])
+def test_trainings_run_one_at_a_time_in_another_order_end_as_one_run_of_them_all(name, uninterrupted, tmp_path):
+    """--only: each training alone (as two processes sharing a chapter would), in reverse order where nothing
+    depends on the order (MNIST's search first, which the others need), ends bit for bit as the whole run."""
+    module = CHAPTERS[name]
+    s = module.settings("smoke")
+    names = list(module.trainings(s))
+    searches = [n for n in names if n.startswith("search-")]
+    for n in [*reversed(searches), *reversed([n for n in names if n not in searches])]:
+        alone = module.train(s, tmp_path, progress=False, only=(n,))
+        assert alone.complete and n in [t.name for t in alone.all]
+        assert not any(t.name not in (n, *searches) for t in alone.all)  # nothing else trained
+    assert sorted(p.stem for p in (tmp_path / "state").glob("*.pt")) == sorted(names)
+    assert_same(outcome(module.train(s, tmp_path, progress=False)), uninterrupted[name][1])
+
+
+def test_only_names_trainings_of_the_chapter_and_mnist_needs_its_search_first(tmp_path):
+    s = mnist.settings("smoke")
+    with pytest.raises(ValueError, match=r"lstm-seed1 needs search-lr\S+ \(epoch 0 of 1\), search-lr\S+ \(epoch "
+                                         r"0 of 1\) finished: train it first \(--only search-lr\S+ search-lr"):
+        mnist.train(s, tmp_path, progress=False, only=("lstm-seed1",))
+    assert not (tmp_path / "state").exists()  # refused before anything ran
+    with pytest.raises(ValueError, match=r"--only lstm-seed9: not a training of this chapter; its trainings are "
+                                         r"search-lr.*, lstm, lstm-seed1"):
+        mnist.train(s, tmp_path, progress=False, only=("lstm", "lstm-seed9"))
+    with pytest.raises(ValueError, match="not a training of this chapter; its trainings are lstm$"):
+        quadratic.train(quadratic.settings("smoke"), tmp_path, progress=False, only=("general",))
+
+
 def test_a_finished_training_is_loaded_not_repeated(uninterrupted):
     out, reference = uninterrupted["quadratic"]
     state = out / "state" / "lstm.pt"

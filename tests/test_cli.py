@@ -124,6 +124,8 @@ def test_evaluate_a_shipped_name_with_fewer_steps(capsys):
     (["evaluate", "quadratic", "--steps", "0"], "positive integer"),
     (["evaluate"], "required"),
     ([], "required"),
+    (["train", "mnist", "--profile", "smoke", "--only", "lstm", "--fresh"], "cannot go with --only"),
+    (["train", "general", "--profile", "smoke", "--only", "general", "no-such"], "no-such: not a training of"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, match, capsys):
     assert main(argv) == 2

@@ -103,7 +103,7 @@ def trainings(s: Settings) -> dict:
 
 
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
-          fresh: bool = False) -> chapter.Trainings:
+          fresh: bool = False, only: tuple[str, ...] | None = None) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's LSTM on the training photos with the training painting,
     early-stopped on the validation photos; φ₀ from seed s.meta.seed whatever VGG loading drew before. State in
     out/state/, best φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train art`."""
@@ -112,7 +112,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     extra = {"val_family": family(s, "a", "validation", device),
              "info": {"task": CHAPTER, "profile": s.profile, "style": s.train_style, "size": s.size}}
     plan = [("lstm", make_optimizer, family(s, "a", "train", device), s.meta, extra)]
-    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), only=only, device=device, progress=progress)
 
 
 def family(s: Settings, setting: str = "a", split: str = "train", device="cpu") -> StyleFamily:

@@ -75,15 +75,47 @@ class Trainings:
         return {name: {**asdict(t.history), "config": asdict(t.cfg)} for name, t in self.done.items()}
 
 
-def train_all(plan: list[tuple], out: Path, budget: Budget, **common) -> Trainings:
+def train_all(plan: list[tuple], out: Path, budget: Budget, only: tuple[str, ...] | None = None,
+              **common) -> Trainings:
     """Run the trainings of `plan` — (name, make_optimizer, family, cfg, {extra chapter.train arguments}) — in
-    order, stopping at the first that the budget pauses."""
+    order, stopping at the first that the budget pauses. only: run just these of them (see `check_only`)."""
+    check_only([p[0] for p in plan], only)
+    plan = [p for p in plan if only is None or p[0] in only]
     result = Trainings(tuple(p[0] for p in plan), {})
     for name, make_optimizer, family, cfg, extra in plan:
         result.done[name] = train(name, make_optimizer, family, cfg, out, budget, **common, **extra)
         if not result.done[name].complete:
             break
     return result
+
+
+def check_only(names, only: tuple[str, ...] | None) -> None:
+    """`only` (the CLI's --only) must name trainings of the chapter. Each training has its own state file, so two
+    processes may run disjoint sets of a chapter's trainings at once (one per core) and end exactly where one
+    process running them all in order would."""
+    if only is None:
+        return
+    unknown = [n for n in only if n not in names]
+    if unknown or not only:
+        raise ValueError(f"--only {' '.join(unknown) or '(nothing)'}: not a training of this chapter; its trainings "
+                         f"are {', '.join(names)}")
+
+
+def require_finished(out: Path, needed: dict, needed_by: str) -> None:
+    """Trainings that others depend on (MNIST's search: its best candidate is continued as `lstm`, and its meta
+    learning rate is the seeds') must be finished before those run without them (--only). needed: {name:
+    MetaTrainConfig}; a one-line error names each unfinished one and how far it is."""
+    from ..training_state import load_state
+
+    behind = {}
+    for name, cfg in needed.items():
+        path = state_path(out, name)
+        done = load_state(path)["history"]["epochs_done"] if path.exists() else 0
+        if done < cfg.epochs:
+            behind[name] = f"{name} (epoch {done} of {cfg.epochs})"
+    if behind:
+        raise ValueError(f"{needed_by} needs {', '.join(behind.values())} finished: train it first (--only "
+                         f"{' '.join(behind)}, or without --only)")
 
 
 def stop_if_paused(trainings) -> None:
@@ -201,5 +233,5 @@ def skip_remaining_cells() -> None:
         shell.input_transformers_post.append(lambda lines: ["pass\n"])
 
 
-__all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "stop_if_paused", "clear_states", "log_uniform", "paused_message", "skip_remaining_cells",
-           "new_lstm", "state_path"]
+__all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "check_only", "require_finished", "stop_if_paused",
+           "clear_states", "log_uniform", "paused_message", "skip_remaining_cells", "new_lstm", "state_path"]

@@ -100,7 +100,7 @@ def trainings(s: Settings) -> dict:
 
 
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
-          fresh: bool = False) -> chapter.Trainings:
+          fresh: bool = False, only: tuple[str, ...] | None = None) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's three optimizers, in this order, under one time budget:
     "lstm" (two LSTMs, conv and FC: the paper's), "lstm_one_shared" (the ablation: one LSTM for both groups) and
     "lstm_sub" (two LSTMs meta-trained on the complementary classes of CIFAR-5).
@@ -115,7 +115,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     plan = [("lstm", two, base, s.meta, {"info": info(s, base, True)}),
             ("lstm_one_shared", one, base, s.meta, {"info": info(s, base, False)}),
             ("lstm_sub", two, sub, s.meta, {"info": info(s, sub, True)})]
-    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), only=only, device=device, progress=progress)
 
 
 def info(s: Settings, fam: CNNFamily, two: bool) -> dict:

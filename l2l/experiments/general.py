@@ -130,7 +130,7 @@ def trainings(s: Settings) -> dict:
 
 
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
-          fresh: bool = False) -> chapter.Trainings:
+          fresh: bool = False, only: tuple[str, ...] | None = None) -> chapter.Trainings:
     """Meta-train (or resume, or load) the shipped optimizer ("general", out/general.safetensors) and then every
     ablation variant, under one time budget. Each starts from the same φ seed (the "paper inputs" variant has
     another architecture, hence another φ₀) and validates on the same validation networks."""
@@ -142,7 +142,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
         make = lambda dev, r=recipe: build(r, s.batch_size, dev)[0]  # noqa: E731
         info = {"task": CHAPTER, "profile": s.profile, "recipe": asdict(recipe), "training": name}
         plan.append((name, make, fam, recipe.config(s.meta), {"val_family": val, "info": info}))
-    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress)
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), only=only, device=device, progress=progress)
 
 
 # --- what each technique buys ---------------------------------------------------------------------------------

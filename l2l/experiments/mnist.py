@@ -113,6 +113,7 @@ class Training:
     chosen_lr: float | None = None
     main: chapter.Trained | None = None
     seeds: list[chapter.Trained] = field(default_factory=list)
+    planned: tuple[str, ...] | None = None  # the trainings asked for (--only); None: all of them
 
     @property
     def all(self) -> list[chapter.Trained]:
@@ -120,6 +121,9 @@ class Training:
 
     @property
     def complete(self) -> bool:
+        if self.planned is not None:
+            done = {t.name: t.complete for t in self.all}
+            return all(done.get(name, False) for name in self.planned)
         return self.main is not None and all(t.complete for t in self.all)
 
     def record(self) -> dict:
@@ -146,7 +150,7 @@ def trainings(s: Settings) -> dict:
 
 
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
-          fresh: bool = False) -> Training:
+          fresh: bool = False, only: tuple[str, ...] | None = None) -> Training:
     """Run (or resume, or load) the chapter's meta-trainings, in order, under one time budget:
 
     1. each meta learning rate of `s.search` for `s.search_epochs` epochs from the same φ₀;
@@ -154,26 +158,42 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     3. the same settings from other seeds (`s.meta_seeds`) for `s.seed_epochs` epochs each.
     Training states live in out/state/; when the budget runs out, the result is not `complete` and running again
     continues. Used by the notebook and `python -m l2l train mnist`.
+
+    only: just these trainings (`python -m l2l train mnist --only …`); the main one and the seeds need the search
+    finished, since they take its choice of meta learning rate (the main one also its state).
     """
+    plan = trainings(s)
+    chapter.check_only(list(plan), only)
     if fresh:
         chapter.clear_states(out)
+    wanted = lambda name: only is None or name in only  # noqa: E731
+    after_search = [n for n in plan if not n.startswith("search-") and wanted(n)]
+    searches = {n: cfg for n, cfg in plan.items() if n.startswith("search-")}
+    if after_search:
+        chapter.require_finished(out, {n: c for n, c in searches.items() if not wanted(n)},
+                                 needed_by=" and ".join(after_search))
     budget = chapter.Budget(max_minutes)
     fam = base_family(s, device)
     info = {"task": CHAPTER, "profile": s.profile, "network": fam.sizes}
     run = lambda name, cfg, **kw: chapter.train(name, make_optimizer, fam, cfg, out, budget, device=device,  # noqa
                                                 info=info, progress=progress, **kw)
-    plan, result = trainings(s), Training(search=[])
-    for name in (n for n in plan if n.startswith("search-")):
-        result.search.append(run(name, plan[name], checkpoint=False))
+    result = Training(search=[], planned=only)
+    for name in searches:
+        if not (wanted(name) or after_search):
+            continue
+        result.search.append(run(name, plan[name], checkpoint=False))  # a finished one is loaded, not repeated
         if not result.search[-1].complete:
             return result
+    if not after_search:
+        return result
     best = min(result.search, key=lambda t: t.history.best_val)
     result.chosen_lr = best.cfg.meta_lr
-    result.main = run("lstm", replace(plan["lstm"], meta_lr=result.chosen_lr),
-                      start_from=chapter.state_path(out, best.name))
-    if not result.main.complete:
-        return result
-    for name in (n for n in plan if n.startswith("lstm-seed")):
+    if wanted("lstm"):
+        result.main = run("lstm", replace(plan["lstm"], meta_lr=result.chosen_lr),
+                          start_from=chapter.state_path(out, best.name))
+        if not result.main.complete:
+            return result
+    for name in (n for n in plan if n.startswith("lstm-seed") and wanted(n)):
         result.seeds.append(run(name, replace(plan[name], meta_lr=result.chosen_lr)))
         if not result.seeds[-1].complete:
             return result

@@ -75,11 +75,11 @@ def trainings(s: Settings) -> dict:
 
 
 def train(s: Settings, out, device="cpu", max_minutes: float | None = None, progress: bool = True,
-          fresh: bool = False) -> chapter.Trainings:
+          fresh: bool = False, only: tuple[str, ...] | None = None) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's LSTM, φ₀ from seed s.meta.seed; state in out/state/, the best
     validated φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train quadratic`."""
     if fresh:
         chapter.clear_states(out)
     plan = [("lstm", make_optimizer, base_family(s, device), s.meta, {})]
-    return chapter.train_all(plan, out, chapter.Budget(max_minutes), device=device, progress=progress,
+    return chapter.train_all(plan, out, chapter.Budget(max_minutes), only=only, device=device, progress=progress,
                              info={"task": CHAPTER, "profile": s.profile})
