@@ -507,6 +507,51 @@ def bench_apply(device, sizes):
                  floor_ms=round(1e3 * floor, 3), over_floor=round(times[kind] / floor, 1), peak_MB=peak)
 
 
+def bench_apply_split(device, n: int = 10**6):
+    """Where the general optimizer's applied step on n coordinates goes (CPU): the LSTM layers' GEMMs alone and
+    their compiled gate kernels alone, run at the step's own shapes (chunks of APPLY_CHUNK rows, two GEMMs into one
+    buffer per layer, as l2l.fused_lstm.FusedLayers does), against the whole step and the floor of bench_apply.
+    Everything else (moments, inputs, embedding, state copies) is the rest."""
+    from l2l import fused_lstm
+    from l2l.general import RNNpropConfig, RNNpropOptimizer
+    from l2l.optimizer import APPLY_CHUNK
+
+    if device.type != "cpu" or not fused_lstm.usable(torch.zeros(1)):
+        return
+    _, flops = measure_bandwidth_and_flops(device)
+    opt = RNNpropOptimizer(RNNpropConfig(beta1=(0.5, 0.9, 0.99)))
+    p = torch.zeros(n, requires_grad=True)
+    p.grad = torch.randn(n)
+    learned = l2l.LearnedOptimizer([p], optimizer=opt, lr=0)
+    h, rows, chunks = opt.config.hidden, min(APPLY_CHUNK, n), -(-n // min(APPLY_CHUNK, n))
+    weights = [(cell.weight_ih.detach(), cell.weight_hh.detach()) for cell in opt.net.cells]
+    inputs = [torch.randn(rows, w_ih.shape[1]) for w_ih, _ in weights]
+    state, c, bias = torch.randn(rows, h), torch.randn(rows, h), torch.randn(4 * h)
+    k, a = fused_lstm.gate_constants(h)
+    fwd, pre = fused_lstm._kernels()["fwd"], torch.randn(rows, 4 * h)
+    gemm_flops = chunks * sum(2 * rows * 4 * h * (w_ih.shape[1] + h) for w_ih, _ in weights)
+
+    def gemms():
+        for _ in range(chunks):
+            for x, (w_ih, w_hh) in zip(inputs, weights):
+                (x @ w_ih.t()).addmm_(state, w_hh.t())
+
+    def gates():
+        for _ in range(chunks * len(weights)):
+            fwd(pre, c, bias, k, a)
+
+    times = interleaved_best({"step": learned.step, "gemms": gemms, "gates": gates}, device, 3)
+    floor = n * apply_floor_flops("general") / flops
+    ms = lambda t: round(1e3 * t, 1)  # noqa: E731
+    rest = times["step"] - times["gemms"] - times["gates"]
+    emit(figure="apply_split", optimizer="general", n_params=n, chunk=rows, step_ms=ms(times["step"]),
+         lstm_gemms_ms=ms(times["gemms"]), gate_kernels_ms=ms(times["gates"]), rest_ms=ms(rest),
+         floor_ms=ms(floor), step_over_floor=round(times["step"] / floor, 2),
+         gemms_over_floor=round(times["gemms"] / floor, 2), gates_over_floor=round(times["gates"] / floor, 2),
+         lstm_gemm_flops=gemm_flops, gemm_GFLOPs=round(gemm_flops / times["gemms"] / 1e9, 1),
+         matmul_GFLOPs=round(flops / 1e9, 1))
+
+
 class ExampleCNN(nn.Module):
     """PyTorch's MNIST example network (1.2 M parameters): conv 32, conv 64, max-pool, dropout, FC 128, FC 10."""
 
@@ -690,6 +735,7 @@ def main(argv=None):
         bench_init(device, range(args.init_seeds))
     if args.only in (None, "apply"):
         bench_apply(device, [n for n in sizes if n >= 10**4])
+        bench_apply_split(device, min(10**6, int(args.max_coords)))
         bench_apply_cnn(device)
     if args.only in (None, "scaling"):
         bench_scaling(device, sizes)

@@ -312,7 +312,7 @@ def cmd_status(args) -> None:
     from .meta import display_path
     from .profiles import resolve_profile
     from .paper import duration
-    from .results import evaluation_seconds, kept_comparisons, results_dir
+    from .results import kept_summary, results_dir
 
     module = chapter(args.task)
     s = module.settings(args.profile)
@@ -321,7 +321,8 @@ def cmd_status(args) -> None:
     if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
     print(table(progress(module.trainings(s), out)))
-    kept = kept_comparisons(out)
+    summary = kept_summary(out)
+    kept = summary.states
     done = [name for name, state in kept.items() if state == "finished"]
     # (reused by the next run only while φ, the settings, the seeds and the code are those they were kept under)
     print(f"finished comparisons kept: {', '.join(done) if done else 'none'}")
@@ -331,9 +332,12 @@ def cmd_status(args) -> None:
         print("comparisons under way, parts kept: " + "; ".join(
             f"{name} ({', '.join(parts)})" for name, parts in under_way.items()))
     if kept:
-        seconds = evaluation_seconds(out)
+        seconds = summary.seconds
         print(f"compute time of the kept comparisons: "
               f"{duration(seconds) if seconds else 'not recorded (kept before comparisons were timed)'}")
+    if summary.other_code:
+        every = "all of them" if len(summary.other_code) == len(kept) else ", ".join(summary.other_code)
+        print(f"kept under code other than this library's, so the next run recomputes them: {every}")
 
 
 def describe_architecture(arch: dict) -> str:

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,18 +53,44 @@ def kept_files(out: Path):
             yield path.stem, None
 
 
+@dataclass
+class KeptSummary:
+    """What a chapter run keeps in out/eval/, read in one pass (see `kept_summary`)."""
+
+    states: dict  # {name: "finished"}, or the names of the parts kept of one stopped midway, or "unreadable"
+    seconds: float  # their compute seconds, finished or in part, whichever process (or execution) computed them
+    other_code: list  # names kept under code other than this library's: the next run recomputes them
+
+
+def kept_summary(out: Path) -> KeptSummary:
+    """The comparisons a chapter run keeps in out/eval/ (`common.compare`'s cache): their states, their compute
+    seconds (a chapter's evaluation time, which its last execution's wall time does not show), and which of them
+    this library's code would not reuse: a kept comparison's key begins with the code digest it was computed
+    under (`common.fingerprint`), so an edit of the computing code shows here before a re-run finds out."""
+    from .experiments.common import current_code_prefixes
+
+    states, seconds, other = {}, 0.0, []
+    current = current_code_prefixes()
+    for name, saved in kept_files(out):
+        if saved is None:
+            states[name] = "unreadable"
+            continue
+        states[name] = "finished" if "value" in saved else list(saved.get("parts", {}))
+        seconds += sum(saved.get("seconds", {}).values())
+        if str(saved.get("key", "")).split(".")[0] not in current:
+            other.append(name)
+    return KeptSummary(states, seconds, other)
+
+
 def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
-    """The comparisons a chapter run keeps in out/eval/: {name: "finished"}, or the names of the parts kept of one
-    stopped midway, or "unreadable". A run records what was kept when its evaluation began, since its own wall
-    time covers only what it computed itself."""
-    return {name: "unreadable" if saved is None else "finished" if "value" in saved else list(saved.get("parts", {}))
-            for name, saved in kept_files(out)}
+    """`kept_summary(out).states`. A run records what was kept when its evaluation began, since its own wall time
+    covers only what it computed itself."""
+    return kept_summary(out).states
 
 
 def evaluation_seconds(out: Path) -> float:
-    """The compute seconds of the comparisons kept in out/eval/, finished or in part, whichever process (or
-    execution) computed them: a chapter's evaluation time, which its last execution's wall time does not show."""
-    return sum(sum(saved.get("seconds", {}).values()) for _, saved in kept_files(out) if saved is not None)
+    """`kept_summary(out).seconds`: the compute seconds of the comparisons kept in out/eval/."""
+    return kept_summary(out).seconds
 
 
 def save_curves(path: Path, curves: dict) -> None:

@@ -240,6 +240,7 @@ def test_a_sigkilled_chapter_run_resumes_to_the_same_result(uninterrupted, tmp_p
 
 def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_same(tmp_path, monkeypatch):
     from l2l.experiments import common
+    from l2l.results import kept_summary
     s = quadratic.settings("smoke")
     lstm = quadratic.make_optimizer()
     fam, run_seeds, cache = quadratic.test_family(s), common.seeds(0), tmp_path / "eval" / "panel.pt"
@@ -259,9 +260,12 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert len(calls) == 3 * tunings
+    assert kept_summary(tmp_path).other_code == []
     monkeypatch.setattr(common, "code_digest", lambda **kw: "the library changed")  # other code: recomputed
+    assert kept_summary(tmp_path).other_code == ["panel"]  # `status` says so before a run finds out
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert len(calls) == 4 * tunings
+    assert kept_summary(tmp_path).other_code == [] and kept_summary(tmp_path).states == {"panel": "finished"}
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
     assert not cache.exists()
 

@@ -189,7 +189,12 @@ def test_progress_rows_show_how_far_an_unfinished_paper_run_has_got(tmp_path, on
     assert progress_rows({"quadratic": run_record("paper", [])}, root=tmp_path) == []  # finished: nothing to show
     # once its evaluation has begun, a row says how far: comparisons kept, finished or in part
     from l2l.experiments import chapter, common
-    common.kept(chapter.eval_dir(tmp_path / "quadratic") / "base.pt", "key", lambda: 1.0)
-    common.Parts(chapter.eval_dir(tmp_path / "quadratic") / "long.pt", "key")("tuning/SGD", lambda: 2.0)
+    key = min(common.current_code_prefixes()) + ".rest"  # kept under this library's code
+    common.kept(chapter.eval_dir(tmp_path / "quadratic") / "base.pt", key, lambda: 1.0)
+    common.Parts(chapter.eval_dir(tmp_path / "quadratic") / "long.pt", key)("tuning/SGD", lambda: 2.0)
     _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
     assert evaluation["meta-training"] == "evaluation: 1 comparison finished, 1 under way"
+    common.kept(chapter.eval_dir(tmp_path / "quadratic") / "old.pt", "0123456789abcdef.rest", lambda: 3.0)
+    _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
+    assert evaluation["meta-training"] == ("evaluation: 2 comparisons finished, 1 under way (1 under older code, "
+                                           "to recompute)")

@@ -120,16 +120,24 @@ def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, g
     from .. import fused_lstm
     import torch
 
+    code = code_digest(exclude=NOT_IN_DIGEST if second_recipe else NOT_IN_DIGEST + SECOND_RECIPE)
     digest = hashlib.sha256(json.dumps(
         [repr(fam), repr(tune_family), steps, n_tune, n_test, seeds, [float(g) for g in grid],
          final_metric is not None, cache_key, sorted(learned), [learned[n].describe() for n in sorted(learned)],
-         code_digest(exclude=NOT_IN_DIGEST if second_recipe else NOT_IN_DIGEST + SECOND_RECIPE),
-         fused_lstm.enabled(), torch.__version__], sort_keys=True, default=str).encode())
+         code, fused_lstm.enabled(), torch.__version__], sort_keys=True, default=str).encode())
     for name in sorted(learned):
         for pname, t in sorted(learned[name].state_dict().items()):
             digest.update(pname.encode())
             digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return f"{code[:CODE_PREFIX]}.{digest.hexdigest()}"  # the code's part first, which `status` checks
+
+
+CODE_PREFIX = 16  # hex digits of the code digest that begin a fingerprint
+
+
+def current_code_prefixes() -> set[str]:
+    """The code parts a fingerprint made by this library begins with (chapters 1-4's, chapter 5's)."""
+    return {code_digest(exclude=e)[:CODE_PREFIX] for e in (NOT_IN_DIGEST, NOT_IN_DIGEST + SECOND_RECIPE)}
 
 
 _CODE = {}
