@@ -8,7 +8,8 @@ notebook with papermill and the same parameters.
 Errors a user can fix (an unknown name, a missing file, a bad argument) end the program with one line on
 stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see the traceback instead.
 `kill PID` (SIGTERM) stops a command the way Ctrl-C does: `train` saves the meta-training state first. (`run`'s
-meta-training happens in the notebook's kernel, which papermill shuts down: it resumes from the last epoch saved.)
+meta-training happens in the notebook's kernel, which papermill interrupts and shuts down: the state is saved at
+the problem in progress, as with `train`.)
 """
 from __future__ import annotations
 
@@ -217,6 +218,9 @@ def cmd_train(args) -> None:
     print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
 
 
+KERNEL_SHUTDOWN_S = 60.0
+
+
 def local_kernel_manager(folder: str):
     """A kernel manager class whose kernel talks over Unix sockets in `folder`, not over unencrypted TCP on
     localhost (which ipykernel warns about at every start, and which any local user could connect to)."""
@@ -226,6 +230,10 @@ def local_kernel_manager(folder: str):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport, self.ip = "ipc", os.path.join(folder, "kernel")
+            # On Ctrl-C or SIGTERM, papermill shuts the kernel down, which interrupts it first: a meta-training in
+            # the running cell then saves its state at the problem in progress. Give it a minute for that (a
+            # 128-px neural-art step takes seconds) before the kernel is terminated; an idle kernel exits at once.
+            self.shutdown_wait_time = KERNEL_SHUTDOWN_S
 
     return LocalKernelManager
 
