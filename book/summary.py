@@ -64,7 +64,8 @@ display(Markdown(to_markdown(run_rows(runs, page="book/summary"))))
 # A paper-scale chapter takes several CPU-hours, so it runs in stages and its training state is committed
 # between them. Until a chapter's run is complete its rows above show the last complete run, at a smaller
 # profile. This table, read from the committed states, shows how far each unfinished run has got: its
-# meta-trainings and, once its evaluation has begun, the comparisons it has kept and their compute hours.
+# meta-trainings (with the hours each still needs at its rate so far, an estimate) and, once its evaluation has
+# begun, the comparisons it has kept and their compute hours.
 
 # %% tags=["remove-input"]
 from l2l.paper import progress_rows

@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a reader gone away (a broken pipe) is caught below, not at exit
+    except BrokenPipeError:  # the reader went away (`python -m l2l status art | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except (UsageError, ValueError, KeyError, OSError) as e:
         if debug:
             raise

@@ -338,4 +338,4 @@ def evaluation_row(out: Path, link: str) -> list[dict]:
     what = f"evaluation: {finished} comparison{'' if finished == 1 else 's'} finished{under_way}{stale}"
     return [{"chapter": link, "meta-training": what,
              "epochs": "–", "optimizee steps": "–", "best validation loss": "–", "stages": "–",
-             "hours": f"{summary.seconds / 3600:.1f}"}]
+             "hours": f"{summary.seconds / 3600:.1f}", "hours left": "–"}]

@@ -322,6 +322,13 @@ def test_the_planned_trainings_are_those_a_run_makes_and_status_reads_them(name,
     for row, cfg in zip(rows, planned.values()):
         total = chapter.planned_steps(cfg)
         assert row["epochs"] == f"{cfg.epochs} of {cfg.epochs}" and row["optimizee steps"] == f"{total:,} of {total:,}"
+        assert row["hours left"] == "0.0"
+
+
+def test_hours_left_extrapolates_the_hours_so_far_by_optimizee_steps():
+    assert chapter.hours_left({"optimizee_steps": 2_000, "wall_time_s": 1_800.0}, 8_000) == "1.5"
+    assert chapter.hours_left({"optimizee_steps": 0, "wall_time_s": 5.0}, 8_000) == "–"
+    assert chapter.hours_left({"optimizee_steps": 8_000, "wall_time_s": 9_000.0}, 8_000) == "0.0"
 
 
 def test_the_code_digest_follows_computing_code_but_not_presentation(tmp_path, monkeypatch):

@@ -151,6 +151,16 @@ def test_python_dash_m_exits_2_with_one_line_and_no_traceback():
     assert "Traceback" not in result.stderr
 
 
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """`python -m l2l status art | head -n 3`: the pipe closes before the output is written."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "l2l", "status", "quadratic", "--profile", "smoke", "--out",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == b"", err
+
+
 def test_help_explains_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -173,7 +173,8 @@ def planned_steps(cfg) -> int:
 
 def progress(planned: dict, out: Path) -> list[dict]:
     """How far a chapter run has got: one row per meta-training, those of `planned` ({name: MetaTrainConfig}, the
-    module's `trainings(s)`) in their order, then any other state saved in out/state/; read from the states only."""
+    module's `trainings(s)`) in their order, then any other state saved in out/state/; read from the states only.
+    "hours left" extrapolates a training's hours so far by optimizee steps (`hours_left`)."""
     from ..training_state import load_state
 
     saved = {p.stem: p for p in sorted((Path(out) / "state").glob("*.pt"))}
@@ -182,7 +183,7 @@ def progress(planned: dict, out: Path) -> list[dict]:
         if name not in saved:
             rows.append({"training": name, "epochs": f"0 of {planned[name].epochs}",
                          "optimizee steps": f"0 of {planned_steps(planned[name]):,}", "best validation loss": "–",
-                         "stages": 0, "hours": "0.0"})
+                         "stages": 0, "hours": "0.0", "hours left": "–"})
             continue
         state = load_state(saved[name])
         h, cfg = state["history"], state["config"]
@@ -191,8 +192,18 @@ def progress(planned: dict, out: Path) -> list[dict]:
         rows.append({"training": name, "epochs": f"{h['epochs_done']} of {cfg['epochs']}",
                      "optimizee steps": f"{h['optimizee_steps']:,} of {planned_steps(cfg):,}",
                      "best validation loss": best, "stages": len(h.get("stages", [])),
-                     "hours": f"{h['wall_time_s'] / 3600:.1f}"})
+                     "hours": f"{h['wall_time_s'] / 3600:.1f}", "hours left": hours_left(h, planned_steps(cfg))})
     return rows
+
+
+def hours_left(history: dict, planned: int) -> str:
+    """A training's remaining hours at its rate so far, "–" before its first step. An epoch's cost, training and
+    validation alike, grows with its horizon as its optimizee steps do, so the rate holds across a curriculum's
+    stages; not across machines or loads: an estimate for planning stages."""
+    done = history["optimizee_steps"]
+    if done >= planned:
+        return "0.0"
+    return f"{history['wall_time_s'] / done * (planned - done) / 3600:.1f}" if done else "–"
 
 
 def clear_states(out: Path) -> None:
