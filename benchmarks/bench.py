@@ -3,7 +3,7 @@
     python benchmarks/bench.py                 # everything, CPU
     python benchmarks/bench.py --only meta     # meta-training throughput: ours against R1 and R2
     python benchmarks/bench.py --only init     # the same, l2l and R2, from several starting points φ₀
-    python benchmarks/bench.py --only apply    # applying a learned optimizer against Adam, with the floor; the 1.2M CNN
+    python benchmarks/bench.py --only apply    # a learned step against Adam and its floor; where it goes; the 1.2M CNN
     python benchmarks/bench.py --only scaling  # time and memory per meta-training step against coordinates
     python benchmarks/bench.py --only processes  # 1 process x 2 threads against 2 processes x 1 thread (gloo)
     python benchmarks/bench.py --only cifar    # where a CIFAR meta-training step and a baseline step go (batch 128)
@@ -523,28 +523,32 @@ def bench_apply_split(device, n: int = 10**6):
     p = torch.zeros(n, requires_grad=True)
     p.grad = torch.randn(n)
     learned = l2l.LearnedOptimizer([p], optimizer=opt, lr=0)
-    h, rows, chunks = opt.config.hidden, min(APPLY_CHUNK, n), -(-n // min(APPLY_CHUNK, n))
+    h = opt.config.hidden
+    chunks = [APPLY_CHUNK] * (n // APPLY_CHUNK) + ([n % APPLY_CHUNK] if n % APPLY_CHUNK else [])  # as apply_ cuts
     weights = [(cell.weight_ih.detach(), cell.weight_hh.detach()) for cell in opt.net.cells]
-    inputs = [torch.randn(rows, w_ih.shape[1]) for w_ih, _ in weights]
-    state, c, bias = torch.randn(rows, h), torch.randn(rows, h), torch.randn(4 * h)
     k, a = fused_lstm.gate_constants(h)
-    fwd, pre = fused_lstm._kernels()["fwd"], torch.randn(rows, 4 * h)
-    gemm_flops = chunks * sum(2 * rows * 4 * h * (w_ih.shape[1] + h) for w_ih, _ in weights)
+    fwd, bias = fused_lstm._kernels()["fwd"], torch.randn(4 * h)
+    data = {rows: ([torch.randn(rows, w_ih.shape[1]) for w_ih, _ in weights], torch.randn(rows, h),
+                   torch.randn(rows, h), torch.randn(rows, 4 * h)) for rows in set(chunks)}  # inputs, h, c, gates
+    gemm_flops = sum(2 * rows * 4 * h * (w_ih.shape[1] + h) for rows in chunks for w_ih, _ in weights)
 
     def gemms():
-        for _ in range(chunks):
+        for rows in chunks:
+            inputs, state, _, _ = data[rows]
             for x, (w_ih, w_hh) in zip(inputs, weights):
                 (x @ w_ih.t()).addmm_(state, w_hh.t())
 
     def gates():
-        for _ in range(chunks * len(weights)):
-            fwd(pre, c, bias, k, a)
+        for rows in chunks:
+            _, _, c, pre = data[rows]
+            for _ in weights:
+                fwd(pre, c, bias, k, a)
 
     times = interleaved_best({"step": learned.step, "gemms": gemms, "gates": gates}, device, 3)
     floor = n * apply_floor_flops("general") / flops
     ms = lambda t: round(1e3 * t, 1)  # noqa: E731
     rest = times["step"] - times["gemms"] - times["gates"]
-    emit(figure="apply_split", optimizer="general", n_params=n, chunk=rows, step_ms=ms(times["step"]),
+    emit(figure="apply_split", optimizer="general", n_params=n, chunk=APPLY_CHUNK, step_ms=ms(times["step"]),
          lstm_gemms_ms=ms(times["gemms"]), gate_kernels_ms=ms(times["gates"]), rest_ms=ms(rest),
          floor_ms=ms(floor), step_over_floor=round(times["step"] / floor, 2),
          gemms_over_floor=round(times["gemms"] / floor, 2), gates_over_floor=round(times["gates"] / floor, 2),

@@ -148,8 +148,10 @@ def build_parser() -> Parser:
 
     st = commands.add_parser("status", help="how far a chapter's resumable run has got", description=(
         "Show the saved training states of a chapter run (epochs done of planned, optimizee steps, best "
-        "validation score, stages, wall time), the comparisons it has finished and kept, and their compute time; "
-        "reads files only. A running training's progress shows after its next epoch."))
+        "validation score, stages, wall time, and the hours left at its rate so far), the comparisons it has "
+        "finished and kept, their compute time, and which of them were kept under code other than this library's "
+        "(the next run recomputes those); reads files only. A running training's progress shows after its next "
+        "epoch."))
     st.add_argument("task", choices=TASKS, help="the chapter: quadratic, mnist, cifar, art or general")
     st.add_argument("--profile", default=None, help="paper, quick or smoke; default $L2L_PROFILE, else paper")
     st.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
@@ -183,9 +185,10 @@ def cmd_train(args) -> None:
     module = chapter(args.task)
     s = module.settings(args.profile, args.seed)
     only = tuple(dict.fromkeys(args.only)) if args.only else None
-    if only and args.fresh:  # --fresh clears every training's state, the others' too
-        raise ValueError("--fresh forgets all of the chapter's training states; it cannot go with --only")
-    check_only(list(module.trainings(s)), only)
+    check_only(list(module.trainings(s)), only, args.fresh)
+    if only and distributed.launched():  # every process of a torchrun job runs the same trainings
+        raise ValueError("--only shares a chapter's trainings between processes run one by one; under torchrun "
+                         "every process runs the same trainings: leave it out")
     device = pick_device(args.device)
     out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
     if out.exists() and not out.is_dir():
@@ -215,10 +218,11 @@ def cmd_train(args) -> None:
         print(paused_message(result.all))
         return
     written = [out / f"{t.name}.safetensors" for t in result.all if (out / f"{t.name}.safetensors").exists()]
-    print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
+    if written:  # (MNIST's search candidates write none)
+        print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
 
 
-KERNEL_SHUTDOWN_S = 60.0
+KERNEL_SHUTDOWN_S = 120.0  # jupyter_client's shutdown_wait_time: SIGTERM at half of it, SIGKILL at its end
 
 
 def local_kernel_manager(folder: str):
@@ -231,8 +235,9 @@ def local_kernel_manager(folder: str):
             super().__init__(**kwargs)
             self.transport, self.ip = "ipc", os.path.join(folder, "kernel")
             # On Ctrl-C or SIGTERM, papermill shuts the kernel down, which interrupts it first: a meta-training in
-            # the running cell then saves its state at the problem in progress. Give it a minute for that (a
-            # 128-px neural-art step takes seconds) before the kernel is terminated; an idle kernel exits at once.
+            # the running cell then saves its state at the problem in progress. jupyter_client terminates the
+            # kernel at half this wait, so that gives it a minute (a 128-px neural-art step takes seconds); an
+            # idle kernel exits at once.
             self.shutdown_wait_time = KERNEL_SHUTDOWN_S
 
     return LocalKernelManager
@@ -404,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
         sys.stdout.flush()  # here, so that a reader gone away (a broken pipe) is caught below, not at exit
-    except BrokenPipeError:  # the reader went away (`python -m l2l status art | head`): not an error
+    except BrokenPipeError:  # the reader went away (`python -m l2l status art | head`): no traceback, no message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
-        return 0
+        return 128 + signal.SIGPIPE  # as a program that SIGPIPE ends
     except (UsageError, ValueError, KeyError, OSError) as e:
         if debug:
             raise

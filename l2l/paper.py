@@ -325,7 +325,7 @@ def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: s
 
 def evaluation_row(out: Path, link: str) -> list[dict]:
     """The progress row of a paper run's evaluation, when it has begun: its kept comparisons, finished and under
-    way (and how many were kept under older code), and the compute hours they hold (results.kept_summary)."""
+    way (and how many were kept under other code), and the compute hours they hold (results.kept_summary)."""
     from .results import kept_summary
 
     summary = kept_summary(out)
@@ -334,7 +334,7 @@ def evaluation_row(out: Path, link: str) -> list[dict]:
         return []
     finished = sum(v == "finished" for v in kept.values())
     under_way = f", {len(kept) - finished} under way" if len(kept) > finished else ""
-    stale = f" ({len(summary.other_code)} under older code, to recompute)" if summary.other_code else ""
+    stale = f" ({len(summary.other_code)} under other code, to recompute)" if summary.other_code else ""
     what = f"evaluation: {finished} comparison{'' if finished == 1 else 's'} finished{under_way}{stale}"
     return [{"chapter": link, "meta-training": what,
              "epochs": "–", "optimizee steps": "–", "best validation loss": "–", "stages": "–",

@@ -115,6 +115,12 @@ def test_only_names_trainings_of_the_chapter_and_mnist_needs_its_search_first(tm
         mnist.train(s, tmp_path, progress=False, only=("lstm", "lstm-seed9"))
     with pytest.raises(ValueError, match="not a training of this chapter; its trainings are lstm$"):
         quadratic.train(quadratic.settings("smoke"), tmp_path, progress=False, only=("general",))
+    kept = tmp_path / "state" / "search-lr0.00478.pt"
+    kept.parent.mkdir()
+    kept.write_bytes(b"a state")
+    with pytest.raises(ValueError, match="cannot go with --only"):  # refused before anything is cleared
+        mnist.train(s, tmp_path, progress=False, only=("lstm",), fresh=True)
+    assert kept.read_bytes() == b"a state"
 
 
 def test_a_finished_training_is_loaded_not_repeated(uninterrupted):
@@ -270,6 +276,17 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
     assert not cache.exists()
 
 
+def test_status_reads_unreadable_and_old_kept_files_without_failing(tmp_path):
+    from l2l.experiments import common
+    from l2l.results import kept_summary
+    eval_dir = chapter.eval_dir(tmp_path)
+    common.kept(eval_dir / "old.pt", "0" * 64, lambda: 1.0)  # a key from before keys began with the code digest
+    (eval_dir / "torn.pt").write_bytes(b"half a file")
+    summary = kept_summary(tmp_path)
+    assert summary.states == {"old": "finished", "torn": "unreadable"} and summary.other_code == ["old"]
+    assert summary.seconds >= 0
+
+
 def test_a_comparison_stopped_midway_redoes_only_what_it_had_not_finished(tmp_path, monkeypatch, capsys):
     from l2l.cli import main
     from l2l.experiments import common
@@ -326,9 +343,11 @@ def test_the_planned_trainings_are_those_a_run_makes_and_status_reads_them(name,
 
 
 def test_hours_left_extrapolates_the_hours_so_far_by_optimizee_steps():
-    assert chapter.hours_left({"optimizee_steps": 2_000, "wall_time_s": 1_800.0}, 8_000) == "1.5"
-    assert chapter.hours_left({"optimizee_steps": 0, "wall_time_s": 5.0}, 8_000) == "–"
-    assert chapter.hours_left({"optimizee_steps": 8_000, "wall_time_s": 9_000.0}, 8_000) == "0.0"
+    cfg = {"epochs": 4, "problems_per_epoch": 20, "horizon": 100}  # 8,000 optimizee steps
+    assert chapter.hours_left({"optimizee_steps": 2_000, "wall_time_s": 1_800.0, "epochs_done": 1}, cfg) == "1.5"
+    assert chapter.hours_left({"optimizee_steps": 0, "wall_time_s": 5.0, "epochs_done": 0}, cfg) == "–"
+    assert chapter.hours_left({"optimizee_steps": 8_000, "wall_time_s": 9_000.0, "epochs_done": 4}, cfg) == "0.0"
+    assert chapter.hours_left({"optimizee_steps": 7_900, "wall_time_s": 9_000.0, "epochs_done": 4}, cfg) == "0.0"
 
 
 def test_the_code_digest_follows_computing_code_but_not_presentation(tmp_path, monkeypatch):

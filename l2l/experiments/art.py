@@ -107,8 +107,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     """Meta-train (or resume, or load) the chapter's LSTM on the training photos with the training painting,
     early-stopped on the validation photos; φ₀ from seed s.meta.seed whatever VGG loading drew before. State in
     out/state/, best φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train art`."""
-    if fresh:
-        chapter.clear_states(out)
+    chapter.prepare(out, trainings(s), only, fresh)
     extra = {"val_family": family(s, "a", "validation", device),
              "info": {"task": CHAPTER, "profile": s.profile, "style": s.train_style, "size": s.size}}
     plan = [("lstm", make_optimizer, family(s, "a", "train", device), s.meta, extra)]

@@ -80,7 +80,7 @@ def train_all(plan: list[tuple], out: Path, budget: Budget, only: tuple[str, ...
     """Run the trainings of `plan` — (name, make_optimizer, family, cfg, {extra chapter.train arguments}) — in
     order, stopping at the first that the budget pauses. only: run just these of them (see `check_only`)."""
     check_only([p[0] for p in plan], only)
-    plan = [p for p in plan if only is None or p[0] in only]
+    plan = [p for p in plan if only is None or p[0] in only]  # (each chapter's train checked `only` first)
     result = Trainings(tuple(p[0] for p in plan), {})
     for name, make_optimizer, family, cfg, extra in plan:
         result.done[name] = train(name, make_optimizer, family, cfg, out, budget, **common, **extra)
@@ -89,16 +89,27 @@ def train_all(plan: list[tuple], out: Path, budget: Budget, only: tuple[str, ...
     return result
 
 
-def check_only(names, only: tuple[str, ...] | None) -> None:
-    """`only` (the CLI's --only) must name trainings of the chapter. Each training has its own state file, so two
-    processes may run disjoint sets of a chapter's trainings at once (one per core) and end exactly where one
-    process running them all in order would."""
+def check_only(names, only: tuple[str, ...] | None, fresh: bool = False) -> None:
+    """`only` (the CLI's --only) must name trainings of the chapter, and cannot go with `fresh`, which forgets
+    every training's state. Each training has its own state file, so two processes may run disjoint sets of a
+    chapter's trainings at once (one per core) and end exactly where one process running them all in order would;
+    nothing stops two processes from running the same one, which would overwrite each other's state."""
     if only is None:
         return
+    if fresh:
+        raise ValueError("--fresh forgets all of the chapter's training states; it cannot go with --only")
     unknown = [n for n in only if n not in names]
     if unknown or not only:
         raise ValueError(f"--only {' '.join(unknown) or '(nothing)'}: not a training of this chapter; its trainings "
                          f"are {', '.join(names)}")
+
+
+def prepare(out: Path, names, only: tuple[str, ...] | None, fresh: bool) -> None:
+    """What every chapter's `train` does first: check `only` (and `fresh` with it), then, for `fresh`, forget the
+    saved states and kept comparisons; so a mistake is refused before anything is cleared or trained."""
+    check_only(list(names), only, fresh)
+    if fresh:
+        clear_states(out)
 
 
 def require_finished(out: Path, needed: dict, needed_by: str) -> None:
@@ -192,16 +203,16 @@ def progress(planned: dict, out: Path) -> list[dict]:
         rows.append({"training": name, "epochs": f"{h['epochs_done']} of {cfg['epochs']}",
                      "optimizee steps": f"{h['optimizee_steps']:,} of {planned_steps(cfg):,}",
                      "best validation loss": best, "stages": len(h.get("stages", [])),
-                     "hours": f"{h['wall_time_s'] / 3600:.1f}", "hours left": hours_left(h, planned_steps(cfg))})
+                     "hours": f"{h['wall_time_s'] / 3600:.1f}", "hours left": hours_left(h, cfg)})
     return rows
 
 
-def hours_left(history: dict, planned: int) -> str:
+def hours_left(history: dict, cfg: dict) -> str:
     """A training's remaining hours at its rate so far, "–" before its first step. An epoch's cost, training and
     validation alike, grows with its horizon as its optimizee steps do, so the rate holds across a curriculum's
     stages; not across machines or loads: an estimate for planning stages."""
-    done = history["optimizee_steps"]
-    if done >= planned:
+    done, planned = history["optimizee_steps"], planned_steps(cfg)
+    if history["epochs_done"] >= cfg["epochs"] or done >= planned:
         return "0.0"
     return f"{history['wall_time_s'] / done * (planned - done) / 3600:.1f}" if done else "–"
 
@@ -244,5 +255,5 @@ def skip_remaining_cells() -> None:
         shell.input_transformers_post.append(lambda lines: ["pass\n"])
 
 
-__all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "check_only", "require_finished", "stop_if_paused",
+__all__ = ["Budget", "Trained", "Trainings", "train", "train_all", "check_only", "prepare", "require_finished", "stop_if_paused",
            "clear_states", "log_uniform", "paused_message", "skip_remaining_cells", "new_lstm", "state_path"]

@@ -108,8 +108,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     Every one starts from the same φ seed and sees the same sequence of training problems of its family, so they
     differ only in what the comparison is about. States in out/state/, best φ in out/<name>.safetensors.
     """
-    if fresh:
-        chapter.clear_states(out)
+    chapter.prepare(out, trainings(s), only, fresh)
     base, sub = base_family(s, device), base_family(s, device, subset="CIFAR-5 complement")
     two, one = (lambda dev: make_optimizer(dev, two=True)), (lambda dev: make_optimizer(dev, two=False))
     plan = [("lstm", two, base, s.meta, {"info": info(s, base, True)}),

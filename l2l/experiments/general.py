@@ -134,8 +134,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     """Meta-train (or resume, or load) the shipped optimizer ("general", out/general.safetensors) and then every
     ablation variant, under one time budget. Each starts from the same φ seed (the "paper inputs" variant has
     another architecture, hence another φ₀) and validates on the same validation networks."""
-    if fresh:
-        chapter.clear_states(out)
+    chapter.prepare(out, trainings(s), only, fresh)
     plan = []
     for name, recipe in recipes(s).items():
         _, fam, val = build(recipe, s.batch_size, device)

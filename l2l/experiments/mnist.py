@@ -163,9 +163,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     finished, since they take its choice of meta learning rate (the main one also its state).
     """
     plan = trainings(s)
-    chapter.check_only(list(plan), only)
-    if fresh:
-        chapter.clear_states(out)
+    chapter.prepare(out, plan, only, fresh)
     wanted = lambda name: only is None or name in only  # noqa: E731
     after_search = [n for n in plan if not n.startswith("search-") and wanted(n)]
     searches = {n: cfg for n, cfg in plan.items() if n.startswith("search-")}

@@ -78,8 +78,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
           fresh: bool = False, only: tuple[str, ...] | None = None) -> chapter.Trainings:
     """Meta-train (or resume, or load) the chapter's LSTM, φ₀ from seed s.meta.seed; state in out/state/, the best
     validated φ in out/lstm.safetensors. Used by the notebook and `python -m l2l train quadratic`."""
-    if fresh:
-        chapter.clear_states(out)
+    chapter.prepare(out, trainings(s), only, fresh)
     plan = [("lstm", make_optimizer, base_family(s, device), s.meta, {})]
     return chapter.train_all(plan, out, chapter.Budget(max_minutes), only=only, device=device, progress=progress,
                              info={"task": CHAPTER, "profile": s.profile})
