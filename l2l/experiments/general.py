@@ -92,7 +92,7 @@ def settings(profile: str | None = None, seed: int = 0) -> Settings:
         # shipped: 100 → 200 → 400 steps, 6 epochs of 20 networks each (84,000 optimizee steps); ablations:
         # 100 → 200, 4 epochs each (24,000 steps); φ by the final loss of 10 validation networks every 2 epochs.
         # The tests: 1,000 steps (the horizon of the issue), one epoch of MNIST at batch 64 (938 steps), 5x the
-        # final horizon. About 5 CPU-hours in all (the chapter's notes).
+        # final horizon. About 10 CPU-hours in all (the chapter's notes).
         "paper": dict(meta=MetaTrainConfig(problems_per_epoch=20, n_val=10, val_metric="final", val_every=2,
                                            meta_lr=1e-3, seed=seed),
                       recipe=Recipe(start_horizon=100, final_horizon=400, epochs_per_stage=6),
