@@ -325,6 +325,7 @@ def cmd_status(args) -> None:
     from .meta import display_path
     from .profiles import resolve_profile
     from .paper import duration
+    from .experiments.common import current_code_prefixes
     from .results import kept_summary, results_dir
 
     module = chapter(args.task)
@@ -334,7 +335,7 @@ def cmd_status(args) -> None:
     if not (out / "state").is_dir():
         print(f"no training states in {display_path(out / 'state')}: nothing started (or --fresh cleared them)")
     print(table(progress(module.trainings(s), out)))
-    summary = kept_summary(out)
+    summary = kept_summary(out, current_code_prefixes())
     kept = summary.states
     done = [name for name, state in kept.items() if state == "finished"]
     # (reused by the next run only while φ, the settings, the seeds and the code are those they were kept under)

@@ -326,9 +326,10 @@ def progress_rows(runs: dict[str, dict], root: Path | str | None = None, page: s
 def evaluation_row(out: Path, link: str) -> list[dict]:
     """The progress row of a paper run's evaluation, when it has begun: its kept comparisons, finished and under
     way (and how many were kept under other code), and the compute hours they hold (results.kept_summary)."""
+    from .experiments.common import current_code_prefixes
     from .results import kept_summary
 
-    summary = kept_summary(out)
+    summary = kept_summary(out, current_code_prefixes())
     kept = summary.states
     if not kept:
         return []

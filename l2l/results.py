@@ -62,15 +62,13 @@ class KeptSummary:
     other_code: list  # names kept under code other than this library's: the next run recomputes them
 
 
-def kept_summary(out: Path) -> KeptSummary:
+def kept_summary(out: Path, current: set[str]) -> KeptSummary:
     """The comparisons a chapter run keeps in out/eval/ (`common.compare`'s cache): their states, their compute
     seconds (a chapter's evaluation time, which its last execution's wall time does not show), and which of them
     this library's code would not reuse: a kept comparison's key begins with the code digest it was computed
-    under (`common.fingerprint`), so an edit of the computing code shows here before a re-run finds out."""
-    from .experiments.common import current_code_prefixes
-
+    under (`common.fingerprint`), so an edit of the computing code shows here before a re-run finds out.
+    current: the code parts this library's keys begin with (`common.current_code_prefixes()`)."""
     states, seconds, other = {}, 0.0, []
-    current = current_code_prefixes()
     for name, saved in kept_files(out):
         if saved is None:
             states[name] = "unreadable"
@@ -83,14 +81,14 @@ def kept_summary(out: Path) -> KeptSummary:
 
 
 def kept_comparisons(out: Path) -> dict[str, str | list[str]]:
-    """`kept_summary(out).states`. A run records what was kept when its evaluation began, since its own wall time
+    """`kept_summary`'s states. A run records what was kept when its evaluation began, since its own wall time
     covers only what it computed itself."""
-    return kept_summary(out).states
+    return kept_summary(out, set()).states
 
 
 def evaluation_seconds(out: Path) -> float:
-    """`kept_summary(out).seconds`: the compute seconds of the comparisons kept in out/eval/."""
-    return kept_summary(out).seconds
+    """`kept_summary`'s seconds: the compute seconds of the comparisons kept in out/eval/."""
+    return kept_summary(out, set()).seconds
 
 
 def save_curves(path: Path, curves: dict) -> None:

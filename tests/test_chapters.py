@@ -266,12 +266,13 @@ def test_a_finished_comparison_is_kept_and_reused_only_while_its_inputs_are_the_
         next(lstm.parameters()).add_(1e-3)
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert len(calls) == 3 * tunings
-    assert kept_summary(tmp_path).other_code == []
+    summary = lambda: kept_summary(tmp_path, common.current_code_prefixes())  # noqa: E731 - read anew each time
+    assert summary().other_code == []
     monkeypatch.setattr(common, "code_digest", lambda **kw: "the library changed")  # other code: recomputed
-    assert kept_summary(tmp_path).other_code == ["panel"]  # `status` says so before a run finds out
+    assert summary().other_code == ["panel"]  # `status` says so before a run finds out
     common.compare(lstm, fam, 6, **{**args, "seeds": common.seeds(1)})
     assert len(calls) == 4 * tunings
-    assert kept_summary(tmp_path).other_code == [] and kept_summary(tmp_path).states == {"panel": "finished"}
+    assert summary().other_code == [] and summary().states == {"panel": "finished"}
     chapter.clear_states(tmp_path)  # --fresh forgets kept comparisons too
     assert not cache.exists()
 
@@ -282,7 +283,7 @@ def test_status_reads_unreadable_and_old_kept_files_without_failing(tmp_path):
     eval_dir = chapter.eval_dir(tmp_path)
     common.kept(eval_dir / "old.pt", "0" * 64, lambda: 1.0)  # a key from before keys began with the code digest
     (eval_dir / "torn.pt").write_bytes(b"half a file")
-    summary = kept_summary(tmp_path)
+    summary = kept_summary(tmp_path, common.current_code_prefixes())
     assert summary.states == {"old": "finished", "torn": "unreadable"} and summary.other_code == ["old"]
     assert summary.seconds >= 0
 
