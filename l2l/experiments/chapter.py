@@ -78,9 +78,9 @@ class Trainings:
 def train_all(plan: list[tuple], out: Path, budget: Budget, only: tuple[str, ...] | None = None,
               **common) -> Trainings:
     """Run the trainings of `plan` — (name, make_optimizer, family, cfg, {extra chapter.train arguments}) — in
-    order, stopping at the first that the budget pauses. only: run just these of them (see `check_only`)."""
-    check_only([p[0] for p in plan], only)
-    plan = [p for p in plan if only is None or p[0] in only]  # (each chapter's train checked `only` first)
+    order, stopping at the first that the budget pauses. only: run just these of them (each chapter's `train`
+    has checked it first, with `prepare`)."""
+    plan = [p for p in plan if only is None or p[0] in only]
     result = Trainings(tuple(p[0] for p in plan), {})
     for name, make_optimizer, family, cfg, extra in plan:
         result.done[name] = train(name, make_optimizer, family, cfg, out, budget, **common, **extra)

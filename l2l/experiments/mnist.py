@@ -113,7 +113,7 @@ class Training:
     chosen_lr: float | None = None
     main: chapter.Trained | None = None
     seeds: list[chapter.Trained] = field(default_factory=list)
-    planned: tuple[str, ...] | None = None  # the trainings asked for (--only); None: all of them
+    planned: tuple[str, ...] = ()  # the trainings asked for: all of the chapter's, or those of --only
 
     @property
     def all(self) -> list[chapter.Trained]:
@@ -121,10 +121,8 @@ class Training:
 
     @property
     def complete(self) -> bool:
-        if self.planned is not None:
-            done = {t.name: t.complete for t in self.all}
-            return all(done.get(name, False) for name in self.planned)
-        return self.main is not None and all(t.complete for t in self.all)
+        done = {t.name: t.complete for t in self.all}
+        return all(done.get(name, False) for name in self.planned)
 
     def record(self) -> dict:
         """What run.json keeps of the meta-trainings: the search, the main run's curve and budget, the seeds."""
@@ -175,7 +173,7 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
     info = {"task": CHAPTER, "profile": s.profile, "network": fam.sizes}
     run = lambda name, cfg, **kw: chapter.train(name, make_optimizer, fam, cfg, out, budget, device=device,  # noqa
                                                 info=info, progress=progress, **kw)
-    result = Training(search=[], planned=only)
+    result = Training(search=[], planned=tuple(only or plan))
     for name in searches:
         if not (wanted(name) or after_search):
             continue
