@@ -1,9 +1,10 @@
-"""The command line: `python -m l2l {train, evaluate, run, status, list}`.
+"""The command line: `python -m l2l {train, compare, evaluate, run, status, list}`.
 
 `train` calls the chapter's own `train` (`l2l.experiments.<chapter>`), the function its notebook calls, with the
 same output folder, training states and seeds, so a run paused in one resumes in the other. `evaluate` tunes the
 baselines and tests on the chapter's test problems with the chapters' `compare`; `run` executes the chapter's
-notebook with papermill and the same parameters.
+notebook with papermill and the same parameters; `compare` computes a chapter's kept comparisons, sharing the
+work with a `run` of the same chapter going at once.
 
 Errors a user can fix (an unknown name, a missing file, a bad argument) end the program with one line on
 stderr, `l2l: error: <message>`, and exit status 2; set L2L_TRACEBACK=1 to see the traceback instead.
@@ -82,7 +83,8 @@ def build_parser() -> Parser:
         "gradient descent by gradient descent')."), epilog=(
         "Environment: L2L_DATA (data root with MNIST/raw/, default ./data), L2L_CACHE (decoded-data cache), "
         "L2L_PROFILE (default profile), L2L_TRACEBACK=1 (show tracebacks instead of one-line errors)."))
-    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,run,status,list}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,compare,evaluate,run,status,list}",
+                                     required=True)
 
     def common(p, profile_help):
         p.add_argument("--profile", choices=PROFILES, default=None, help=profile_help)
@@ -119,6 +121,17 @@ def build_parser() -> Parser:
         "run just these of the chapter's trainings (names as `status` lists them), e.g. to run two of them at once "
         "in two processes, one per core; each ends exactly as in a run of them all. MNIST's main optimizer and "
         "seeds need its search finished. Not with --fresh"))
+
+    cmp = commands.add_parser("compare", help="compute a chapter's comparisons beside its run, on another core",
+                              description=(
+        "Compute the comparisons that a chapter's notebook evaluates (tuning the baselines, the test runs), kept "
+        "under OUT/eval/ as the notebook keeps them, from the last to the first. Started beside `python -m l2l run "
+        "CH` (in another terminal, on another core), it takes the parts of the work that the run has not claimed, "
+        "so the two get through the evaluation about twice as fast, and the run uses everything kept; the results "
+        "are those of one process. Needs the chapter's trainings finished. Chapters art and general."))
+    cmp.add_argument("task", choices=TASKS, help="the chapter: art or general")
+    common(cmp, "the profile of the run it helps: paper, quick or smoke; default $L2L_PROFILE, else paper")
+    cmp.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
 
     run = commands.add_parser("run", help="execute a chapter's notebook with papermill", description=(
         "Execute the chapter's notebook (notebooks/NN_<chapter>.ipynb) with papermill and these parameters; its "
@@ -220,6 +233,34 @@ def cmd_train(args) -> None:
     written = [out / f"{t.name}.safetensors" for t in result.all if (out / f"{t.name}.safetensors").exists()]
     if written:  # (MNIST's search candidates write none)
         print(f"wrote {', '.join(map(str, written)) if args.out else ', '.join(map(display_path, written))}")
+
+
+def cmd_compare(args) -> None:
+    import time
+
+    from .device import describe_device, pick_device
+    from .experiments.chapter import require_finished
+    from .experiments.common import seeds
+    from .meta import display_path
+    from .results import results_dir
+
+    module = chapter(args.task)
+    if not hasattr(module, "comparisons"):
+        raise ValueError(f"{args.task}'s notebook computes its comparisons in one process; compare shares the work "
+                         "of chapters art and general")
+    s = module.settings(args.profile, args.seed)
+    device = pick_device(args.device)
+    out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
+    require_finished(out, module.trainings(s), f"python -m l2l compare {args.task}")
+    trained = module.train(s, out, device, progress=False)  # finished: loads them
+    computations = module.comparisons(s, trained, seeds(args.seed), device, out, progress=not args.no_progress)
+    names = list(computations)[::-1]
+    print(f"computing {args.task}'s comparisons, last to first ({'; '.join(names)}): profile {s.profile}, seed "
+          f"{args.seed}, {describe_device(device)}, kept in {args.out or display_path(out)}/eval")
+    for name in names:
+        started = time.perf_counter()
+        computations[name]()
+        print(f"{name}: kept ({(time.perf_counter() - started) / 60:.1f} min here)", flush=True)
 
 
 KERNEL_SHUTDOWN_S = 120.0  # jupyter_client's shutdown_wait_time: SIGTERM at half of it, SIGKILL at its end
@@ -394,7 +435,8 @@ def cmd_list(args) -> None:
           "(at its last step)")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "run": cmd_run, "status": cmd_status, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "run": cmd_run,
+            "status": cmd_status, "list": cmd_list}
 
 
 def one_line(error: BaseException) -> str:

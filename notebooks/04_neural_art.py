@@ -130,9 +130,9 @@ book.figure("art-meta-training", l2l.plots.plot_meta_training(history, metric=s.
 # is the one trained above, unchanged. Shaded bands are 95% confidence intervals over the test photos.
 
 # %%
-runs = {setting: art.compare(lstm, fams["validation"], fams["test"], s, run_seeds, setting=setting,
-                             cache=chapter.eval_dir(out) / f"setting-{setting}.pt")  # kept: a stopped run resumes
-        for setting, fams in families.items()}
+# kept: a stopped run resumes; `python -m l2l compare art` beside this run shares the work
+runs = {setting: compute() for setting, compute in
+        art.comparisons(s, trained, run_seeds, dev, out, families=families).items()}
 titles = {"a": f"training style ({s.train_style}), {s.size}px", "b": f"new style ({s.test_style}), {s.test_size}px"}
 
 # %% tags=["remove-output"]

@@ -146,7 +146,9 @@ book.figure("general-meta-training", l2l.plots.plot_meta_training(shipped.histor
 # variant alike.
 
 # %%
-finals = general.ablation_finals(trained, s, run_seeds, dev, out=out)
+# kept: a stopped run resumes; `python -m l2l compare general` beside this run shares the work
+comparisons = general.comparisons(s, trained, run_seeds, dev, out)
+finals = comparisons[general.ABLATIONS]()
 display(Markdown(to_markdown(general.ablation_table(finals, s))))
 
 # %% [markdown]
@@ -157,8 +159,7 @@ display(Markdown(to_markdown(general.ablation_table(finals, s))))
 # minibatch losses, mean over the test networks with 95% bands.
 
 # %%
-lstm = shipped.optimizer
-results = {t.name: general.compare(lstm, t, s, run_seeds, dev, out=out) for t in s.tests}
+results = {t.name: comparisons[t.name]() for t in s.tests}
 
 # %% tags=["remove-output"]
 fig, axes = l2l.plots.panels(len(results))

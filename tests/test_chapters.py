@@ -393,3 +393,29 @@ def test_the_grid_reuses_the_base_networks_comparison_for_its_cell(tmp_path, mon
     assert len(tuned) == len(common.BASELINES)  # the 10-unit cell only
     assert cells[0]["finals"] == {n: c[:, -1].mean().item() for n, c in curves.items()}
     assert sorted(p.name for p in chapter.eval_dir(tmp_path).glob("*.pt")) == ["base.pt", "grid-10x1.pt"]
+
+
+def test_cli_compare_keeps_the_comparisons_that_the_notebook_then_reuses(tmp_path, capsys, monkeypatch):
+    from l2l.cli import main
+    from l2l.device import pick_device
+    from l2l.experiments import art, common
+
+    out = tmp_path / "art"
+    args = ["--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-progress"]
+    assert main(["compare", "quadratic", *args]) == 2  # its notebook computes alone
+    assert main(["compare", "art", *args]) == 2
+    assert "needs lstm (epoch 0 of 2) finished" in capsys.readouterr().err  # it never trains
+    assert main(["train", "art", *args]) == 0
+    assert main(["compare", "art", *args]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("\nb: kept") < printed.index("\na: kept")  # last to first: a run going does a first
+    s = art.settings("smoke")
+    trained = art.train(s, out, progress=False)
+
+    def recomputed(*a, **k):
+        pytest.fail("the notebook recomputed a comparison that compare kept")
+
+    monkeypatch.setattr(common, "tune_baselines", recomputed)
+    monkeypatch.setattr(art, "rollout", recomputed)
+    runs = {k: f() for k, f in art.comparisons(s, trained, common.seeds(0), pick_device("auto"), out).items()}
+    assert set(runs) == {"a", "b"} and set(runs["b"][0]) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}

@@ -165,7 +165,7 @@ def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
 def test_help_explains_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"train", "evaluate", "run", "status", "list"}
+    assert set(subparsers.choices) == {"train", "compare", "evaluate", "run", "status", "list"}
     for name, sub in subparsers.choices.items():
         assert sub.description, name
         for action in sub._actions:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..baselines import Tuning
 from ..evaluate import rollout
@@ -162,16 +161,34 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
         part = common.Parts(cache, key)  # each baseline's tuning and each optimizer's tests kept as they finish
         grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
         tuning = common.tune_in_parts(part, val_family, steps=s.steps, n_problems=s.n_tune,
-                                      seed=seeds["validation"], grid=grid, extend=s.extend)
+                                      seed=seeds["validation"], grid=grid, extend=s.extend,
+                                      alongside={"test/LSTM": lambda: test(lstm)}, progress=progress)
         optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
-        curves, results = {}, {}
-        for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-            curves[name], results[name] = part(f"test/{name}", lambda: test(opt))  # noqa: B023 - called at once
+        done = part.each({f"test/{name}": (lambda opt=opt: test(opt)) for name, opt in optimizers.items()},
+                         desc="testing" if progress else None)
+        curves, results = ({name: done[f"test/{name}"][i] for name in optimizers} for i in (0, 1))
         return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
 
     result = common.kept(cache, key, run)
     images = {name: im.float() / 255 for name, im in result["results"].items()}
     return result["curves"], Tuning(result["rates"], result["scores"]), images
+
+
+def comparisons(s: Settings, trained: chapter.Trainings, seeds: dict, device="cpu", out: Path | None = None,
+                progress: bool = True, families: dict | None = None) -> dict:
+    """The chapter's comparisons in the notebook's order, {setting: compute}: compute() is `compare` of the trained
+    LSTM on that setting, kept in out/eval/setting-<setting>.pt. The notebook runs them first to last; `python -m
+    l2l compare art`, started beside it, runs them last to first, and the two share the work (`common.Parts`).
+    families: {setting: {"validation": family, "test": family}} already built (default: built here)."""
+    lstm = trained["lstm"].optimizer
+
+    def computation(setting):
+        fams = (families or {}).get(setting) or {split: family(s, setting, split, device)
+                                                   for split in ("validation", "test")}
+        cache = None if out is None else chapter.eval_dir(out) / f"setting-{setting}.pt"
+        return lambda: compare(lstm, fams["validation"], fams["test"], s, seeds, progress, setting, cache)
+
+    return {setting: computation(setting) for setting in SETTINGS}
 
 
 def diverged(curves: dict) -> dict[str, int]:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..baselines import BASELINES, LR_GRID, Tuning, tune_baselines
 from ..evaluate import run_problems, summarize
-from ..fileio import atomic_write
+from ..fileio import atomic_write, claim
 from ..meta import VAL_SEED_OFFSET, History
 from ..results import evaluation_seconds, save_curves, save_json, versions
 
@@ -47,13 +47,18 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
 
     def run() -> dict:
         part = Parts(cache, key)
+
+        def test(opt):
+            return lambda: run_problems(opt, fam, steps, n_test, seeds["test"], final_metric=final_metric)
+
         tuning = tune_in_parts(part, tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"],
-                               grid=grid)
+                               grid=grid, alongside={f"test/{name}": test(opt) for name, opt in learned.items()},
+                               progress=progress)
         optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
-        curves, finals = {}, {}
-        for name, opt in tqdm(optimizers.items(), desc="testing", disable=not progress, leave=False):
-            curves[name], finals[name] = part(f"test/{name}", lambda: run_problems(
-                opt, fam, steps, n_test, seeds["test"], final_metric=final_metric))  # noqa: B023 - called at once
+        done = part.each({f"test/{name}": test(opt) for name, opt in optimizers.items()},
+                         desc="testing" if progress else None)
+        curves = {name: done[f"test/{name}"][0] for name in optimizers}
+        finals = {name: done[f"test/{name}"][1] for name in optimizers}
         return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
 
     result = kept(cache, key, run)
@@ -64,18 +69,43 @@ def kept(cache: Path | None, key: str, compute):
     """compute()'s result (tensors, numbers, strings and containers of them), computed once and kept in the file
     `cache` under `key`, a digest of everything it depends on (`fingerprint`): a later call with the same key
     loads it, any other key recomputes and overwrites it. cache None: just compute(). compute may keep its
-    parts in the same file as it goes (`Parts`); the whole result replaces them, and keeps their compute
-    seconds (or its own, when it had no parts), since they may have been computed by several processes."""
-    if cache is not None and Path(cache).exists():
-        saved = torch.load(cache, weights_only=True)
-        if saved.get("key") == key and "value" in saved:
-            return saved["value"]
+    parts in the same file as it goes (`Parts`), and share them with other processes computing the same result
+    (`python -m l2l compare`); the whole result replaces them, and keeps their compute seconds (or its own, when
+    it had no parts), since they may have been computed by several processes."""
+    saved = _load(cache, key)
+    if "value" in saved:
+        return saved["value"]
     started = time.perf_counter()
-    value = compute()
+    try:
+        value = compute()
+    except KeptMeanwhile as done:  # another process finished the whole result while this one was waiting
+        if done.cache != cache:
+            raise
+        return done.value
     if cache is not None:
-        seconds = Parts(cache, key).seconds or {"all": time.perf_counter() - started}
-        atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value, "seconds": seconds}, tmp))
+        with claim(Path(cache).resolve(), key, "file"):
+            saved = _load(cache, key)
+            if "value" in saved:  # kept by another process meanwhile: the same result
+                return saved["value"]
+            seconds = saved.get("seconds") or {"all": time.perf_counter() - started}
+            atomic_write(Path(cache), lambda tmp: torch.save({"key": key, "value": value, "seconds": seconds}, tmp))
     return value
+
+
+def _load(cache: Path | None, key: str) -> dict:
+    """What the file `cache` keeps under `key` ({"value"} or {"parts", "seconds"}); {} if nothing, or another key."""
+    if cache is None or not Path(cache).exists():
+        return {}
+    saved = torch.load(cache, weights_only=True)
+    return saved if saved.get("key") == key else {}
+
+
+class KeptMeanwhile(Exception):
+    """Raised by `Parts` inside `kept`'s compute when another process has kept the whole result meanwhile."""
+
+    def __init__(self, cache, value):
+        super().__init__(f"{cache} was kept by another process")
+        self.cache, self.value = cache, value
 
 
 class Parts:
@@ -83,31 +113,79 @@ class Parts:
     compute) returns the part kept under `name`, or computes it and writes it to the file at once, with the
     seconds it took. A run killed in the middle of an hour-long comparison then redoes only the part it was in.
     Each part must depend on nothing but the key and its name (every run here draws its problems from its own
-    seeded generator), so that parts computed in different processes make the result of one uninterrupted run."""
+    seeded generator), so that parts computed in different processes make the result of one uninterrupted run.
+
+    Processes computing the same result at once share its parts: a process claims a part before computing it
+    (`fileio.claim`), so no two compute the same one; `each` computes independent parts, those another process
+    has claimed last, after waiting for them (usually kept by then); every write merges with the file's parts."""
 
     def __init__(self, cache: Path | None, key: str):
         self.cache, self.key, self.done, self.seconds = cache, key, {}, {}
-        if cache is not None and Path(cache).exists():
-            saved = torch.load(cache, weights_only=True)
-            if saved.get("key") == key:
-                self.done, self.seconds = dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
+        saved = _load(cache, key)
+        self.done, self.seconds = dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
 
     def __call__(self, name: str, compute):
-        if name not in self.done:
-            started = time.perf_counter()
-            self.done[name] = compute()
-            self.seconds[name] = time.perf_counter() - started
-            if self.cache is not None:
-                atomic_write(Path(self.cache), lambda tmp: torch.save(
-                    {"key": self.key, "parts": self.done, "seconds": self.seconds}, tmp))
-        return self.done[name]
+        return self.each({name: compute})[name]
+
+    def each(self, tasks: dict, desc: str | None = None) -> dict:
+        """{name: compute()} for every {name: compute} of `tasks`, which must not depend on each other, each kept
+        as a part. desc: label of a progress bar over the tasks (None: no bar)."""
+        with tqdm(total=len(tasks), desc=desc, disable=desc is None, leave=False) as bar:
+            claimed_elsewhere = []
+            for name, compute in tasks.items():
+                if self._take(name, compute, wait=False):
+                    bar.update()
+                else:
+                    claimed_elsewhere.append(name)
+            for name in claimed_elsewhere:
+                self._take(name, tasks[name], wait=True)
+                bar.update()
+        return {name: self.done[name] for name in tasks}
+
+    def _take(self, name: str, compute, wait: bool) -> bool:
+        """Make sure part `name` is done: kept, or computed here under its claim. False only when not `wait` and
+        another process holds the claim."""
+        if name in self.done:
+            return True
+        if self.cache is None:
+            self._compute(name, compute)
+            return True
+        with claim(Path(self.cache).resolve(), self.key, name, wait=wait) as got:
+            if not got:
+                return False
+            self._merge(_load(self.cache, self.key))
+            if name not in self.done:
+                self._compute(name, compute)
+        return True
+
+    def _merge(self, saved: dict) -> None:
+        if "value" in saved:
+            raise KeptMeanwhile(self.cache, saved["value"])
+        self.done.update(saved.get("parts", {}))
+        self.seconds.update(saved.get("seconds", {}))
+
+    def _compute(self, name: str, compute) -> None:
+        started = time.perf_counter()
+        self.done[name] = compute()
+        self.seconds[name] = time.perf_counter() - started
+        if self.cache is None:
+            return
+        with claim(Path(self.cache).resolve(), self.key, "file"):  # merge: another process may have written parts
+            self._merge(_load(self.cache, self.key))
+            atomic_write(Path(self.cache), lambda tmp: torch.save(
+                {"key": self.key, "parts": self.done, "seconds": self.seconds}, tmp))
 
 
-def tune_in_parts(part: Parts, family, names=tuple(BASELINES), **tune) -> Tuning:
+def tune_in_parts(part: Parts, family, names=tuple(BASELINES), alongside: dict | None = None,
+                  progress: bool = False, **tune) -> Tuning:
     """tune_baselines(family, names=names, **tune), one baseline at a time, each kept as a part: the same result,
-    as every rate's score is computed on its own problems."""
-    done = {name: part(f"tuning/{name}", lambda: asdict(tune_baselines(  # noqa: B023 - called at once
-        family, names=(name,), progress=False, **tune))) for name in names}
+    as every rate's score is computed on its own problems. alongside: other parts {name: compute}, independent of
+    the tuning, computed with it (so that processes sharing the work share them too), then kept in `part`.
+    progress: a bar over the baselines (and those other parts)."""
+    tasks = {f"tuning/{name}": lambda name=name: asdict(tune_baselines(family, names=(name,), progress=False, **tune))
+             for name in names}
+    done = part.each({**tasks, **(alongside or {})}, desc="tuning" if progress else None)
+    done = {name: done[f"tuning/{name}"] for name in names}
     return Tuning({n: d["rates"][n] for n, d in done.items()}, {n: d["scores"][n] for n, d in done.items()})
 
 

@@ -38,6 +38,7 @@ DEFAULT_LR = 1e-3  # torch.optim.Adam's default
 MARGIN = 0.10  # "matches tuned Adam": final loss at most 10% above tuned Adam's (upper 95% bound of the ratio)
 ADAM_GRID = tuple(10 ** (k / 2) for k in range(-8, -1))  # 1e-4 … 1e-1 in half-decades, extended at an edge
 EXTEND = 2  # grid steps tried beyond an edge the tuning chose (baselines.tune_baselines)
+ABLATIONS = "ablation table"  # the name of `ablation_finals` among the chapter's comparisons
 CIFAR_CNN = "the CIFAR-10 CNN of chapter 3"  # HeldOut.task naming l2l.problems.CNNFamily
 
 
@@ -146,10 +147,11 @@ def train(s: Settings, out, device="cpu", max_minutes: float | None = None, prog
 
 # --- what each technique buys ---------------------------------------------------------------------------------
 
-def ablation_finals(trained: chapter.Trainings, s: Settings, seeds: dict, device="cpu", out=None) -> dict:
+def ablation_finals(trained: chapter.Trainings, s: Settings, seeds: dict, device="cpu", out=None,
+                    progress: bool = False) -> dict:
     """{variant: final losses [tasks × n_table]}: every ablation variant's best φ (and the shipped optimizer's, as
     GENERAL) on the same fresh networks of each validation task, unscaled, for the ablations' final horizon,
-    each scored on its fixed evaluation batch. Kept in out/eval/ablations.pt."""
+    each scored on its fixed evaluation batch. Kept in out/eval/ablations.pt. progress: a bar over the variants."""
     steps = s.ablation.final_horizon
     families = {t.name: TaskMixture((t,), param_scale=0.0, batch_size=s.batch_size, device=device)
                 for t in VALIDATION_TASKS}
@@ -166,7 +168,8 @@ def ablation_finals(trained: chapter.Trainings, s: Settings, seeds: dict, device
 
     def run():
         part = common.Parts(cache, key)  # each variant's runs kept as they finish
-        return {v: part(v, lambda: finals(opt)) for v, opt in learned.items()}  # noqa: B023 - called at once
+        return part.each({v: (lambda opt=opt: finals(opt)) for v, opt in learned.items()},
+                         desc="ablation variants" if progress else None)
 
     return common.kept(cache, key, run)
 
@@ -214,11 +217,11 @@ def runs(opt, fam, test: HeldOut, seeds: dict) -> dict:
     return {"curves": curves, "final": torch.tensor([f for _, f in scores]), "accuracy": [a for a, _ in scores]}
 
 
-def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None) -> dict:
+def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None, progress: bool = False) -> dict:
     """Adam tuned (by final loss on `s.n_tune` validation networks of the test, over `s.adam_grid`, extended at an
     edge), then Adam at lr 1e-3 and tuned Adam on the test networks: {DEFAULT: runs, TUNED: runs, "rate",
     "scores"}. They do not depend on the learned optimizer, so they are kept apart (out/eval/<test>-adam.pt) and
-    a retrained φ reuses them."""
+    a retrained φ reuses them. progress: a bar over the tuning and the run at lr 1e-3."""
     fam = test.family(device)
     key = common.fingerprint({}, fam, fam, test.steps, s.n_tune, test.n_test, seeds, s.adam_grid, True,
                              {"default": DEFAULT_LR, "extend": EXTEND, "metric": "accuracy, final loss"},
@@ -228,28 +231,42 @@ def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None) -
 
     def run():
         part = common.Parts(cache, key)  # the tuning and each of the two test runs kept as they finish
+        default = lambda: runs(Adam(DEFAULT_LR), fam, test, seeds)  # noqa: E731
         tuning = common.tune_in_parts(part, fam, names=("Adam",), steps=test.steps, n_problems=s.n_tune,
-                                      seed=seeds["validation"], grid=s.adam_grid, extend=EXTEND)
-        return {DEFAULT: part(DEFAULT, lambda: runs(Adam(DEFAULT_LR), fam, test, seeds)),
+                                      seed=seeds["validation"], grid=s.adam_grid, extend=EXTEND,
+                                      alongside={DEFAULT: default}, progress=progress)
+        return {DEFAULT: part(DEFAULT, default),  # kept alongside the tuning
                 TUNED: part(TUNED, lambda: runs(tuning.make("Adam"), fam, test, seeds)),
                 "rate": tuning.rates["Adam"], "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
 
     return common.kept(cache, key, run)
 
 
-def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None):
+def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None, progress: bool = False):
     """`general` against Adam at lr 1e-3 and tuned Adam (`adam_runs`) on the same `test.n_test` test networks and
     minibatches. Returns {"curves": {name: [n_test, steps + 1]} (minibatch losses), "final": {name: [n_test]}
     (fixed-batch final losses), "accuracy": {name: [n_test]}, "rate", "scores"}; the general optimizer's runs are
-    kept in out/eval/<test>.pt."""
+    kept in out/eval/<test>.pt. progress: bars over Adam's parts (`adam_runs`)."""
     fam = test.family(device)
-    adam = adam_runs(test, s, seeds, device, out)
+    adam = adam_runs(test, s, seeds, device, out, progress)
     key = common.fingerprint({LEARNED: general}, fam, fam, test.steps, 0, test.n_test, seeds, [], True,
                              {"metric": "accuracy, final loss"}, second_recipe=True)
-    mine = common.kept(_cache(out, test, ""), key, lambda: runs(general, fam, test, seeds))
+    cache = _cache(out, test, "")
+    mine = common.kept(cache, key, lambda: common.Parts(cache, key)(LEARNED, lambda: runs(general, fam, test, seeds)))
     by_name = {LEARNED: mine, DEFAULT: adam[DEFAULT], TUNED: adam[TUNED]}
     return {**{k: {name: r[k] for name, r in by_name.items()} for k in ("curves", "final", "accuracy")},
             "rate": adam["rate"], "scores": adam["scores"]}
+
+
+def comparisons(s: Settings, trained: chapter.Trainings, seeds: dict, device="cpu", out=None,
+                progress: bool = True) -> dict:
+    """The chapter's comparisons in the notebook's order, {name: compute}: ABLATIONS (`ablation_finals`), then
+    each held-out test by name (`compare` of the shipped optimizer), each kept under out/eval/. The notebook runs
+    them first to last; `python -m l2l compare general`, started beside it, runs them last to first, and the two
+    share the work (`common.Parts`). progress: bars over the parts of each."""
+    lstm = trained[GENERAL].optimizer
+    return {ABLATIONS: lambda: ablation_finals(trained, s, seeds, device, out, progress),
+            **{t.name: (lambda t=t: compare(lstm, t, s, seeds, device, out, progress)) for t in s.tests}}
 
 
 def _cache(out, test: HeldOut, suffix: str):
