@@ -27,6 +27,7 @@ from pathlib import Path
 from .profiles import PROFILES
 
 TASKS = ("quadratic", "mnist", "cifar", "art", "general")  # the chapters (l2l.experiments.<task>), book order
+SHARED = ("art", "general")  # the chapters whose evaluation `compare` shares (their modules' `comparisons`)
 NOTEBOOKS = {"quadratic": "01_quadratic", "mnist": "02_mnist", "cifar": "03_cifar", "art": "04_neural_art",
              "general": "05_general"}
 # what each chapter's trained optimizer is for, as `list` says it
@@ -125,11 +126,13 @@ def build_parser() -> Parser:
     cmp = commands.add_parser("compare", help="compute a chapter's comparisons beside its run, on another core",
                               description=(
         "Compute the comparisons that a chapter's notebook evaluates (tuning the baselines, the test runs), kept "
-        "under OUT/eval/ as the notebook keeps them, from the last to the first. Started beside `python -m l2l run "
-        "CH` (in another terminal, on another core), it takes the parts of the work that the run has not claimed, "
-        "so the two get through the evaluation about twice as fast, and the run uses everything kept; the results "
-        "are those of one process. Needs the chapter's trainings finished. Chapters art and general."))
-    cmp.add_argument("task", choices=TASKS, help="the chapter: art or general")
+        "in the eval/ folder of its outputs as the notebook keeps them, from the last to the first. Started beside "
+        "`python -m l2l run CH` on the same machine (in another terminal, on another core), with the run's "
+        "--profile, --seed and --device and the same environment (OMP_NUM_THREADS, L2L_FUSED), it takes the parts "
+        "of the work that the run has not claimed, so the two get through the evaluation about twice as fast; the "
+        "run uses everything kept, and the results are those of one process. Needs the chapter's trainings "
+        "finished. Chapters art and general."))
+    cmp.add_argument("task", choices=SHARED, help="the chapter: art or general")
     common(cmp, "the profile of the run it helps: paper, quick or smoke; default $L2L_PROFILE, else paper")
     cmp.add_argument("--out", default=None, help="the chapter's output folder (default: the notebook's)")
 
@@ -241,17 +244,18 @@ def cmd_compare(args) -> None:
     from .device import describe_device, pick_device
     from .experiments.chapter import require_finished
     from .experiments.common import seeds
+    from .fileio import CLAIMS_WORK
     from .meta import display_path
     from .results import results_dir
 
+    if not CLAIMS_WORK:
+        raise ValueError("compare shares work through file locks (flock), which this system lacks")
     module = chapter(args.task)
-    if not hasattr(module, "comparisons"):
-        raise ValueError(f"{args.task}'s notebook computes its comparisons in one process; compare shares the work "
-                         "of chapters art and general")
     s = module.settings(args.profile, args.seed)
     device = pick_device(args.device)
     out = Path(args.out).expanduser() if args.out else results_dir(module.CHAPTER, s.profile)
-    require_finished(out, module.trainings(s), f"python -m l2l compare {args.task}")
+    require_finished(out, module.trainings(s), f"python -m l2l compare {args.task}",
+                     how=f"run `python -m l2l train {args.task}` (same --profile and --seed) first")
     trained = module.train(s, out, device, progress=False)  # finished: loads them
     computations = module.comparisons(s, trained, seeds(args.seed), device, out, progress=not args.no_progress)
     names = list(computations)[::-1]

@@ -32,14 +32,20 @@ def final_loss(problem, theta) -> Tensor:
 
 
 def run_problems(optimizer, family, steps: int, n_problems: int, seed: int, final_metric=None,
-                 progress: bool = False) -> tuple[Tensor, list]:
+                 progress: bool = False, skip: int = 0) -> tuple[Tensor, list]:
     """Curves over `n_problems` problems from `family` drawn with `seed`, and final_metric(problem, θ_T) of each.
 
-    The same seed gives every optimizer the same problems (and the same minibatches).
+    The same seed gives every optimizer the same problems (and the same minibatches). skip: draw the first `skip`
+    problems without running them, so that these are problems skip … skip + n_problems − 1 of the seed's stream,
+    as in one run over all of them (each problem's minibatches come from its own generator): a long test can be
+    run, and kept, in parts.
     """
-    if n_problems < 1 or steps < 0:
-        raise ValueError(f"evaluate needs n_problems >= 1 and steps >= 0, got {n_problems}, {steps}")
+    if n_problems < 1 or steps < 0 or skip < 0:
+        raise ValueError(f"evaluate needs n_problems >= 1, steps >= 0 and skip >= 0, got {n_problems}, {steps}, "
+                         f"{skip}")
     generator = torch.Generator().manual_seed(seed)
+    for _ in range(skip):
+        family.sample(generator)
     curves, finals = [], []
     for _ in tqdm(range(n_problems), desc="evaluating", disable=not progress, leave=False):
         problem = family.sample(generator)

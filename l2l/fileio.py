@@ -28,20 +28,22 @@ def atomic_write(path: Path, write) -> None:
 
 
 @contextmanager
-def claim(*names, wait: bool = True):
-    """An exclusive claim on `names`, shared between the processes of this machine (a lock file in the temporary
-    folder, locked with flock); yields whether it was got: always after waiting for it when `wait`, else False
-    when another process holds it. The system releases it when the block ends or the process dies, so a killed
-    process leaves no stale claim. Where flock is missing (Windows) every claim is got: nothing is shared."""
-    if fcntl is None:
+def claim(path: Path, *names, wait: bool = True, shared: bool = False):
+    """A claim on `names` of the file `path`, shared between the processes of one machine: flock on a lock file in
+    path's folder (.claims/); yields whether it was got. Exclusive, or `shared` (many shared claims at once, none
+    while an exclusive one is held). wait: block until it is got; else yield False when another process holds it.
+    The system releases it when the block ends or the process dies, so a killed process leaves no stale claim.
+    Where flock is missing (Windows) every claim is got: nothing is shared (`CLAIMS_WORK` is False)."""
+    if not CLAIMS_WORK:
         yield True
         return
-    folder = Path(tempfile.gettempdir()) / f"l2l-claims-{os.getuid()}"
-    folder.mkdir(exist_ok=True)
-    path = folder / hashlib.sha256("\0".join(map(str, names)).encode()).hexdigest()[:32]
-    with open(path, "a") as f:
+    folder = Path(path).parent / ".claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / hashlib.sha256("\0".join(map(str, (Path(path).name, *names))).encode()).hexdigest()[:32]
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    with open(lock, "a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
             got = False
         else:
@@ -51,3 +53,6 @@ def claim(*names, wait: bool = True):
         finally:
             if got:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+CLAIMS_WORK = fcntl is not None  # whether processes can share work through `claim`

@@ -328,5 +328,12 @@ def enabled() -> bool:
     return os.environ.get("L2L_FUSED", "1") != "0" and _state["broken"] is None
 
 
+def runs_here() -> bool:
+    """Whether the fused path runs on this machine: enabled, and its kernels compile (tried now if not yet). What
+    a kept result's key records: unlike `enabled`, it does not depend on whether this process has run an LSTM
+    step yet."""
+    return enabled() and _kernels() is not None
+
+
 def usable(x: Tensor) -> bool:
     return enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and _kernels() is not None

@@ -411,6 +411,7 @@ def test_cli_compare_keeps_the_comparisons_that_the_notebook_then_reuses(tmp_pat
     assert printed.index("\nb: kept") < printed.index("\na: kept")  # last to first: a run going does a first
     s = art.settings("smoke")
     trained = art.train(s, out, progress=False)
+    alone = art.comparisons(s, trained, common.seeds(0), pick_device("auto"), out=None)["b"]()  # one process, kept nowhere
 
     def recomputed(*a, **k):
         pytest.fail("the notebook recomputed a comparison that compare kept")
@@ -419,3 +420,6 @@ def test_cli_compare_keeps_the_comparisons_that_the_notebook_then_reuses(tmp_pat
     monkeypatch.setattr(art, "rollout", recomputed)
     runs = {k: f() for k, f in art.comparisons(s, trained, common.seeds(0), pick_device("auto"), out).items()}
     assert set(runs) == {"a", "b"} and set(runs["b"][0]) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}
+    curves, tuning, images = runs["b"]
+    assert tuning == alone[1] and all(torch.equal(curves[n], alone[0][n]) and torch.equal(images[n], alone[2][n])
+                                      for n in curves)  # what compare kept is what one process computes

@@ -1,4 +1,4 @@
-"""The command line, `python -m l2l {train, evaluate, run, list}` (l2l/cli.py)."""
+"""The command line, `python -m l2l {train, compare, evaluate, run, status, list}` (l2l/cli.py)."""
 from __future__ import annotations
 
 import argparse

@@ -91,3 +91,22 @@ def test_adam_runs_are_kept_apart_from_the_learned_optimizers(tmp_path, monkeypa
     again = general.compare(RNNpropOptimizer(), test, s, seeds, out=tmp_path)  # another φ
     assert calls == [] and torch.equal(again["curves"][general.TUNED], first["curves"][general.TUNED])
     assert not torch.equal(again["curves"][general.LEARNED], first["curves"][general.LEARNED])
+
+
+def test_a_test_kept_in_parts_of_networks_is_the_test_run_whole(monkeypatch):
+    """Chunks of CHUNK networks (what two processes share) join into exactly the runs of one call over them all,
+    dropout masks and minibatches included."""
+    from l2l.evaluate import run_problems
+    from l2l.general import RNNpropOptimizer, TaskSpec
+
+    monkeypatch.setattr(general, "CHUNK", 2)
+    spec = TaskSpec("cnn-tiny", "mnist", "cnn", hidden=(8,), channels=(2,), dropout=0.25)
+    test = general.HeldOut("tiny", spec, steps=3, batch_size=8, n_test=5)
+    opt, fam, seeds = RNNpropOptimizer(), test.family(), {"test": 2}
+    parts = general.network_runs(opt, fam, test, seeds, "LSTM")
+    assert list(parts) == ["LSTM/0-1", "LSTM/2-3", "LSTM/4-4"]
+    joined = general.runs({name: compute() for name, compute in parts.items()})
+    curves, scores = run_problems(opt, fam, 3, 5, seeds["test"], final_metric=general.measures)
+    assert torch.equal(joined["curves"], curves)
+    assert torch.equal(joined["final"], torch.tensor([f for _, f in scores]))
+    assert joined["accuracy"] == [a for a, _ in scores]

@@ -60,7 +60,8 @@ def test_two_processes_share_a_kept_computation_and_compute_each_part_once(tmp_p
 HOLDER = textwrap.dedent("""
     import sys, time
     from l2l.fileio import claim
-    with claim("a test", sys.argv[1]):
+    from pathlib import Path
+    with claim(Path(sys.argv[1]) / "f.pt", "a test"):
         print("held", flush=True)
         time.sleep(120)
 """)
@@ -70,14 +71,14 @@ def test_a_claim_is_exclusive_and_dies_with_its_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with claim("a test", str(tmp_path), wait=False) as got:
+        with claim(tmp_path / "f.pt", "a test", wait=False) as got:
             assert not got
-        with claim("another claim", str(tmp_path), wait=False) as got:
+        with claim(tmp_path / "f.pt", "another claim", wait=False) as got:
             assert got
     finally:
         holder.kill()  # SIGKILL: no chance to release it
         holder.wait()
-    with claim("a test", str(tmp_path), wait=False) as got:
+    with claim(tmp_path / "f.pt", "a test", wait=False) as got:
         assert got
 
 
@@ -99,3 +100,17 @@ def test_parts_of_independent_tasks_come_back_in_their_order(tmp_path):
     assert part.each({"a": lambda: 1, "b": lambda: pytest.fail("recomputed"), "c": lambda: 3}) == {
         "a": 1, "b": "kept first", "c": 3}
     assert list(common.Parts(tmp_path / "c.pt", "key").done) == ["b", "a", "c"]
+
+
+def test_a_file_in_use_under_another_key_is_not_overwritten(tmp_path):
+    """Two processes on one file under different keys (compare started with another seed or device than the run)
+    would destroy each other's parts in turn: the second to write stops with an error instead."""
+    cache = tmp_path / "c.pt"
+    with claim(cache, "in use", "the run's key", shared=True):  # the run, computing
+        torch.save({"key": "the run's key", "parts": {"a": 1}, "seconds": {"a": 1.0}}, cache)
+        with pytest.raises(RuntimeError, match="another process under other settings"):
+            common.kept(cache, "another key", lambda: common.Parts(cache, "another key")("a", lambda: 2))
+        assert torch.load(cache, weights_only=True)["parts"] == {"a": 1}
+    # once nobody computes it, a file under another key is stale: recomputed and replaced, as always
+    assert common.kept(cache, "another key", lambda: common.Parts(cache, "another key")("a", lambda: 2)) == 2
+    assert torch.load(cache, weights_only=True)["key"] == "another key"

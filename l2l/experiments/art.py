@@ -157,17 +157,14 @@ def compare(lstm, val_family: StyleFamily, test_family: StyleFamily, s: Settings
         images = torch.cat([theta["image"].detach().cpu().view(-1, 3, size, size) for _, theta in runs])
         return torch.where(torch.isnan(c), math.inf, c), (images.clamp(0, 1) * 255).round().to(torch.uint8)
 
-    def run() -> dict:
-        part = common.Parts(cache, key)  # each baseline's tuning and each optimizer's tests kept as they finish
+    def run() -> dict:  # each baseline's tuning and each optimizer's tests kept as they finish
         grid = s.lr_grids[setting] if s.lr_grids else s.lr_grid
-        tuning = common.tune_in_parts(part, val_family, steps=s.steps, n_problems=s.n_tune,
-                                      seed=seeds["validation"], grid=grid, extend=s.extend,
-                                      alongside={"test/LSTM": lambda: test(lstm)}, progress=progress)
-        optimizers = {"LSTM": lstm, **{n: tuning.make(n) for n in tuning.rates}}
-        done = part.each({f"test/{name}": (lambda opt=opt: test(opt)) for name, opt in optimizers.items()},
-                         desc="testing" if progress else None)
-        curves, results = ({name: done[f"test/{name}"][i] for name in optimizers} for i in (0, 1))
-        return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "results": results}
+        tuning, tests = common.tune_and_test(common.Parts(cache, key), val_family, {"LSTM": lstm},
+                                             lambda opt: lambda: test(opt), progress, steps=s.steps,
+                                             n_problems=s.n_tune, seed=seeds["validation"], grid=grid,
+                                             extend=s.extend)
+        return {"curves": {n: t[0] for n, t in tests.items()}, "rates": tuning.rates, "scores": tuning.scores,
+                "results": {n: t[1] for n, t in tests.items()}}
 
     result = common.kept(cache, key, run)
     images = {name: im.float() / 255 for name, im in result["results"].items()}

@@ -112,10 +112,11 @@ def prepare(out: Path, names, only: tuple[str, ...] | None, fresh: bool) -> None
         clear_states(out)
 
 
-def require_finished(out: Path, needed: dict, needed_by: str) -> None:
+def require_finished(out: Path, needed: dict, needed_by: str, how: str | None = None) -> None:
     """Trainings that others depend on (MNIST's search: its best candidate is continued as `lstm`, and its meta
     learning rate is the seeds') must be finished before those run without them (--only). needed: {name:
-    MetaTrainConfig}; a one-line error names each unfinished one and how far it is."""
+    MetaTrainConfig}; a one-line error names each unfinished one and how far it is, and says `how` to finish
+    them (default: with --only or without)."""
     from ..training_state import load_state
 
     behind = {}
@@ -125,8 +126,8 @@ def require_finished(out: Path, needed: dict, needed_by: str) -> None:
         if done < cfg.epochs:
             behind[name] = f"{name} (epoch {done} of {cfg.epochs})"
     if behind:
-        raise ValueError(f"{needed_by} needs {', '.join(behind.values())} finished: train it first (--only "
-                         f"{' '.join(behind)}, or without --only)")
+        how = how or f"train it first (--only {' '.join(behind)}, or without --only)"
+        raise ValueError(f"{needed_by} needs {', '.join(behind.values())} finished: {how}")
 
 
 def stop_if_paused(trainings) -> None:

@@ -5,6 +5,7 @@ import ast
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from ..baselines import BASELINES, LR_GRID, Tuning, tune_baselines
 from ..evaluate import run_problems, summarize
 from ..fileio import atomic_write, claim
-from ..meta import VAL_SEED_OFFSET, History
+from ..meta import VAL_SEED_OFFSET, History, display_path
 from ..results import evaluation_seconds, save_curves, save_json, versions
 
 TEST_SEED_OFFSET = 2_000_029
@@ -46,20 +47,13 @@ def compare(learned, fam, steps: int, *, n_tune: int, n_test: int, seeds: dict, 
     key = fingerprint(learned, fam, tune_family or fam, steps, n_tune, n_test, seeds, grid, final_metric, cache_key)
 
     def run() -> dict:
-        part = Parts(cache, key)
-
         def test(opt):
             return lambda: run_problems(opt, fam, steps, n_test, seeds["test"], final_metric=final_metric)
 
-        tuning = tune_in_parts(part, tune_family or fam, steps=steps, n_problems=n_tune, seed=seeds["validation"],
-                               grid=grid, alongside={f"test/{name}": test(opt) for name, opt in learned.items()},
-                               progress=progress)
-        optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
-        done = part.each({f"test/{name}": test(opt) for name, opt in optimizers.items()},
-                         desc="testing" if progress else None)
-        curves = {name: done[f"test/{name}"][0] for name in optimizers}
-        finals = {name: done[f"test/{name}"][1] for name in optimizers}
-        return {"curves": curves, "rates": tuning.rates, "scores": tuning.scores, "finals": finals}
+        tuning, tests = tune_and_test(Parts(cache, key), tune_family or fam, learned, test, progress, steps=steps,
+                                      n_problems=n_tune, seed=seeds["validation"], grid=grid)
+        return {"curves": {n: t[0] for n, t in tests.items()}, "rates": tuning.rates, "scores": tuning.scores,
+                "finals": {n: t[1] for n, t in tests.items()}}
 
     result = kept(cache, key, run)
     return result["curves"], Tuning(result["rates"], result["scores"]), result["finals"]
@@ -75,16 +69,18 @@ def kept(cache: Path | None, key: str, compute):
     saved = _load(cache, key)
     if "value" in saved:
         return saved["value"]
+    if cache is None:
+        return compute()
     started = time.perf_counter()
-    try:
-        value = compute()
-    except KeptMeanwhile as done:  # another process finished the whole result while this one was waiting
-        if done.cache != cache:
-            raise
-        return done.value
-    if cache is not None:
-        with claim(Path(cache).resolve(), key, "file"):
-            saved = _load(cache, key)
+    # held while computing, so that a process computing this file under another key can tell it is in use
+    with claim(cache, "in use", key, shared=True):
+        try:
+            value = compute()
+        except KeptMeanwhile as done:  # another process kept the whole result while this one was waiting
+            if done.cache != cache:
+                raise
+            return done.value
+        with _writing(cache, key) as saved:
             if "value" in saved:  # kept by another process meanwhile: the same result
                 return saved["value"]
             seconds = saved.get("seconds") or {"all": time.perf_counter() - started}
@@ -92,12 +88,31 @@ def kept(cache: Path | None, key: str, compute):
     return value
 
 
-def _load(cache: Path | None, key: str) -> dict:
-    """What the file `cache` keeps under `key` ({"value"} or {"parts", "seconds"}); {} if nothing, or another key."""
+def _load(cache: Path | None, key: str | None) -> dict:
+    """What the file `cache` keeps under `key` ({"value"} or {"parts", "seconds"}); {} if nothing, or another key.
+    key None: whatever it keeps, with its key."""
     if cache is None or not Path(cache).exists():
         return {}
     saved = torch.load(cache, weights_only=True)
-    return saved if saved.get("key") == key else {}
+    return saved if key is None or saved.get("key") == key else {}
+
+
+@contextmanager
+def _writing(cache: Path, key: str):
+    """The one writer of `cache` at a time: yields what it keeps under `key`, read under the claim. Refuses to
+    replace what another process is computing under another key (the same file from other settings: another
+    seed, device or environment), which would destroy both processes' parts in turn."""
+    with claim(cache, "file"):
+        saved = _load(cache, None)
+        other = saved.get("key")
+        if other is not None and other != key:
+            with claim(cache, "in use", other, wait=False) as unused:
+                if not unused:
+                    raise RuntimeError(
+                        f"{display_path(cache)} is being computed by another process under other settings (its "
+                        "profile, seed, device, environment or the library differ): stop one of them (python -m l2l "
+                        "compare needs the --profile, --seed and --device of the run it helps)")
+        yield saved if other == key else {}
 
 
 class KeptMeanwhile(Exception):
@@ -120,7 +135,7 @@ class Parts:
     has claimed last, after waiting for them (usually kept by then); every write merges with the file's parts."""
 
     def __init__(self, cache: Path | None, key: str):
-        self.cache, self.key, self.done, self.seconds = cache, key, {}, {}
+        self.cache, self.key = cache, key
         saved = _load(cache, key)
         self.done, self.seconds = dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
 
@@ -150,7 +165,7 @@ class Parts:
         if self.cache is None:
             self._compute(name, compute)
             return True
-        with claim(Path(self.cache).resolve(), self.key, name, wait=wait) as got:
+        with claim(self.cache, "part", self.key, name, wait=wait) as got:
             if not got:
                 return False
             self._merge(_load(self.cache, self.key))
@@ -170,8 +185,8 @@ class Parts:
         self.seconds[name] = time.perf_counter() - started
         if self.cache is None:
             return
-        with claim(Path(self.cache).resolve(), self.key, "file"):  # merge: another process may have written parts
-            self._merge(_load(self.cache, self.key))
+        with _writing(self.cache, self.key) as saved:  # merged: another process may have written parts
+            self._merge(saved)
             atomic_write(Path(self.cache), lambda tmp: torch.save(
                 {"key": self.key, "parts": self.done, "seconds": self.seconds}, tmp))
 
@@ -189,6 +204,17 @@ def tune_in_parts(part: Parts, family, names=tuple(BASELINES), alongside: dict |
     return Tuning({n: d["rates"][n] for n, d in done.items()}, {n: d["scores"][n] for n, d in done.items()})
 
 
+def tune_and_test(part: Parts, tune_family, learned: dict, test, progress: bool = False, **tune) -> tuple:
+    """The four baselines tuned on `tune_family` (`tune_in_parts`) with the learned optimizers' tests alongside,
+    then the tuned baselines' tests; test(optimizer) gives the compute of one optimizer's test runs, kept as the
+    part "test/<name>". Returns (tuning, {name: test result}: the learned optimizers', then the baselines')."""
+    tuning = tune_in_parts(part, tune_family, alongside={f"test/{n}": test(opt) for n, opt in learned.items()},
+                           progress=progress, **tune)
+    optimizers = {**learned, **{n: tuning.make(n) for n in tuning.rates}}
+    done = part.each({f"test/{n}": test(opt) for n, opt in optimizers.items()}, desc="testing" if progress else None)
+    return tuning, {n: done[f"test/{n}"] for n in optimizers}
+
+
 def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, grid, final_metric,
                  cache_key, second_recipe: bool = False) -> str:
     """A digest of everything a comparison's result depends on: the learned optimizers' architecture and φ bytes,
@@ -196,13 +222,12 @@ def fingerprint(learned: dict, fam, tune_family, steps, n_tune, n_test, seeds, g
     whether the fused CPU step ran, torch's version), so a kept result is never reused after the library changed.
     second_recipe: the comparison runs l2l.general's code too (chapter 5), so the digest covers it."""
     from .. import fused_lstm
-    import torch
 
     code = code_digest(exclude=NOT_IN_DIGEST if second_recipe else NOT_IN_DIGEST + SECOND_RECIPE)
     digest = hashlib.sha256(json.dumps(
         [repr(fam), repr(tune_family), steps, n_tune, n_test, seeds, [float(g) for g in grid],
          final_metric is not None, cache_key, sorted(learned), [learned[n].describe() for n in sorted(learned)],
-         code, fused_lstm.enabled(), torch.__version__], sort_keys=True, default=str).encode())
+         code, fused_lstm.runs_here(), torch.__version__], sort_keys=True, default=str).encode())
     for name in sorted(learned):
         for pname, t in sorted(learned[name].state_dict().items()):
             digest.update(pname.encode())
@@ -221,8 +246,8 @@ def current_code_prefixes() -> set[str]:
 _CODE = {}
 # modules no kept comparison's numbers depend on: presentation, the command line, the torch.optim wrapper. Editing
 # them keeps the kept comparisons, which at the paper profile are hours of compute each.
-NOT_IN_DIGEST = ("__main__.py", "book.py", "claims.py", "cli.py", "paper.py", "plots.py", "results.py",
-                 "torch_optim.py", "trained/")
+NOT_IN_DIGEST = ("__main__.py", "book.py", "claims.py", "cli.py", "fileio.py", "paper.py", "plots.py",
+                 "results.py", "torch_optim.py", "trained/")
 SECOND_RECIPE = ("general/", "experiments/general.py")  # chapter 5's code: no comparison of chapters 1-4 runs it
 
 

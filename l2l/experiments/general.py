@@ -37,6 +37,7 @@ LEARNED, DEFAULT, TUNED = "LSTM (general)", "Adam, lr 1e-3", "Adam (tuned)"  # t
 DEFAULT_LR = 1e-3  # torch.optim.Adam's default
 MARGIN = 0.10  # "matches tuned Adam": final loss at most 10% above tuned Adam's (upper 95% bound of the ratio)
 ADAM_GRID = tuple(10 ** (k / 2) for k in range(-8, -1))  # 1e-4 … 1e-1 in half-decades, extended at an edge
+CHUNK = 5  # test networks per kept part of a test's runs
 EXTEND = 2  # grid steps tried beyond an edge the tuning chose (baselines.tune_baselines)
 ABLATIONS = "ablation table"  # the name of `ablation_finals` among the chapter's comparisons
 CIFAR_CNN = "the CIFAR-10 CNN of chapter 3"  # HeldOut.task naming l2l.problems.CNNFamily
@@ -210,18 +211,30 @@ def measures(problem, theta) -> tuple[float, float]:
     return problem.accuracy(theta), float(final_loss(problem, theta))
 
 
-def runs(opt, fam, test: HeldOut, seeds: dict) -> dict:
-    """`opt` on the test's `test.n_test` test networks: {"curves": [n_test, steps + 1] (minibatch losses),
-    "final": [n_test] (fixed-batch final losses), "accuracy": [n_test]}."""
-    curves, scores = run_problems(opt, fam, test.steps, test.n_test, seeds["test"], final_metric=measures)
-    return {"curves": curves, "final": torch.tensor([f for _, f in scores]), "accuracy": [a for a, _ in scores]}
+def network_runs(opt, fam, test: HeldOut, seeds: dict, name: str) -> dict:
+    """`opt`'s runs on the test's `test.n_test` test networks as parts to keep, {"<name>/<first>-<last>": compute},
+    CHUNK networks a part, so that two processes sharing a test share its longest runs too (`runs` joins them)."""
+    def networks(first):
+        n = min(CHUNK, test.n_test - first)
+        return f"{name}/{first}-{first + n - 1}", lambda: run_problems(opt, fam, test.steps, n, seeds["test"],
+                                                                      final_metric=measures, skip=first)
+
+    return dict(networks(first) for first in range(0, test.n_test, CHUNK))
+
+
+def runs(done: dict) -> dict:
+    """The finished parts of `network_runs`, joined: {"curves": [n_test, steps + 1] (minibatch losses), "final":
+    [n_test] (fixed-batch final losses), "accuracy": [n_test]}."""
+    scores = [score for _, chunk in done.values() for score in chunk]
+    return {"curves": torch.cat([curves for curves, _ in done.values()]),
+            "final": torch.tensor([f for _, f in scores]), "accuracy": [a for a, _ in scores]}
 
 
 def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None, progress: bool = False) -> dict:
     """Adam tuned (by final loss on `s.n_tune` validation networks of the test, over `s.adam_grid`, extended at an
     edge), then Adam at lr 1e-3 and tuned Adam on the test networks: {DEFAULT: runs, TUNED: runs, "rate",
     "scores"}. They do not depend on the learned optimizer, so they are kept apart (out/eval/<test>-adam.pt) and
-    a retrained φ reuses them. progress: a bar over the tuning and the run at lr 1e-3."""
+    a retrained φ reuses them. progress: bars over the parts (the tuning with the runs at lr 1e-3, tuned Adam's)."""
     fam = test.family(device)
     key = common.fingerprint({}, fam, fam, test.steps, s.n_tune, test.n_test, seeds, s.adam_grid, True,
                              {"default": DEFAULT_LR, "extend": EXTEND, "metric": "accuracy, final loss"},
@@ -230,13 +243,14 @@ def adam_runs(test: HeldOut, s: Settings, seeds: dict, device="cpu", out=None, p
     cache = _cache(out, test, "-adam")
 
     def run():
-        part = common.Parts(cache, key)  # the tuning and each of the two test runs kept as they finish
-        default = lambda: runs(Adam(DEFAULT_LR), fam, test, seeds)  # noqa: E731
+        part = common.Parts(cache, key)  # the tuning and the test runs kept as they finish
+        default = network_runs(Adam(DEFAULT_LR), fam, test, seeds, DEFAULT)
         tuning = common.tune_in_parts(part, fam, names=("Adam",), steps=test.steps, n_problems=s.n_tune,
                                       seed=seeds["validation"], grid=s.adam_grid, extend=EXTEND,
-                                      alongside={DEFAULT: default}, progress=progress)
-        return {DEFAULT: part(DEFAULT, default),  # kept alongside the tuning
-                TUNED: part(TUNED, lambda: runs(tuning.make("Adam"), fam, test, seeds)),
+                                      alongside=default, progress=progress)
+        tuned = network_runs(tuning.make("Adam"), fam, test, seeds, TUNED)
+        return {DEFAULT: runs(part.each(default)),  # kept alongside the tuning
+                TUNED: runs(part.each(tuned, desc=TUNED if progress else None)),
                 "rate": tuning.rates["Adam"], "scores": {str(lr): v for lr, v in tuning.scores["Adam"].items()}}
 
     return common.kept(cache, key, run)
@@ -246,13 +260,15 @@ def compare(general, test: HeldOut, s: Settings, seeds: dict, device="cpu", out=
     """`general` against Adam at lr 1e-3 and tuned Adam (`adam_runs`) on the same `test.n_test` test networks and
     minibatches. Returns {"curves": {name: [n_test, steps + 1]} (minibatch losses), "final": {name: [n_test]}
     (fixed-batch final losses), "accuracy": {name: [n_test]}, "rate", "scores"}; the general optimizer's runs are
-    kept in out/eval/<test>.pt. progress: bars over Adam's parts (`adam_runs`)."""
+    kept in out/eval/<test>.pt. progress: bars over the parts of the runs."""
     fam = test.family(device)
     adam = adam_runs(test, s, seeds, device, out, progress)
     key = common.fingerprint({LEARNED: general}, fam, fam, test.steps, 0, test.n_test, seeds, [], True,
                              {"metric": "accuracy, final loss"}, second_recipe=True)
     cache = _cache(out, test, "")
-    mine = common.kept(cache, key, lambda: common.Parts(cache, key)(LEARNED, lambda: runs(general, fam, test, seeds)))
+    learned = network_runs(general, fam, test, seeds, LEARNED)
+    mine = common.kept(cache, key, lambda: runs(common.Parts(cache, key).each(learned,
+                                                                              desc=LEARNED if progress else None)))
     by_name = {LEARNED: mine, DEFAULT: adam[DEFAULT], TUNED: adam[TUNED]}
     return {**{k: {name: r[k] for name, r in by_name.items()} for k in ("curves", "final", "accuracy")},
             "rate": adam["rate"], "scores": adam["scores"]}
