@@ -28,4 +28,8 @@ if ! grep -q "paused at" $OUT/train.log && grep -q "^wrote" $OUT/train.log; then
   echo "run done at $(( $(date +%s) - t0 )) s"
 fi
 tar cf $OUT/art.tar results/art
+LEFT=$(( t0 + TOTAL_S - $(date +%s) ))  # time left over: the CUDA figures of the apply benchmark (issue 19)
+if [ "$DEV" = cuda ] && [ $LEFT -gt 60 ]; then
+  timeout $LEFT python3 benchmarks/bench.py --device cuda --only apply > $OUT/bench-apply-cuda.jsonl 2>&1
+fi
 ls -la $OUT
