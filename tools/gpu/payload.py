@@ -7,8 +7,8 @@ data nor papermill's kernel stack. So .gpu/ (ignored by git) holds:
 - data/: the files of $L2L_DATA that the paper profile reads (the first n photos of each split, in the split's
   sorted order), plus empty files under the names of the photos it never reads, so each split's file count
   check holds;
-- data/weights/: the VGG-19 h5 file, gzip-compressed with HDF5's shuffle filter (lossless); conv5_2 … conv5_4,
-  which `VGGFeatures` never builds (the deepest layer used is relu5_1), travel as zeros;
+- data/weights/: the VGG-19 h5 file, gzip-compressed with HDF5's shuffle filter (lossless); the convolutions
+  past the deepest layer the loss uses (relu5_1: conv5_2 … conv5_4), which `VGGFeatures` never builds, travel as zeros;
 - whl/: papermill and ipykernel for the device's Python 3.12, less what its image already has (debugpy and
   jedi are optional imports of ipykernel and IPython, and are left out);
 - py/sitecustomize.py: turns TF32 off on CUDA, so the VGG convolutions run in fp32 as on the CPU.
@@ -24,11 +24,12 @@ import numpy as np
 from l2l.data import data_root
 from l2l.experiments import art
 from l2l.problems.style import DATASETS, STYLES, list_images
-from l2l.vgg import H5_NAME, h5_path
+from l2l.vgg import CONVS, GATYS_LAYERS, H5_NAME, h5_path, layer_sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".gpu"
-UNUSED = ("block5_conv2", "block5_conv3", "block5_conv4")  # past relu5_1
+BUILT = layer_sequence()[:max(layer_sequence().index(l) for l in GATYS_LAYERS) + 1]  # as VGGFeatures builds
+UNUSED = {f"block{c[4]}_conv{c[6]}" for c, _, _ in CONVS if c not in BUILT}  # h5 groups past the deepest layer
 ON_DEVICE = {"attrs", "certifi", "charset_normalizer", "click", "idna", "markdown_it_py", "mdurl", "packaging",
              "psutil", "pygments", "python_dateutil", "pyyaml", "requests", "tqdm", "typing_extensions",
              "urllib3", "tzdata", "debugpy", "jedi"}
@@ -52,12 +53,13 @@ def content(s) -> None:
             dest = OUT / "data" / "images" / "content" / sub
             dest.mkdir(parents=True, exist_ok=True)
             for i, p in enumerate(paths):
-                if dest.joinpath(p.name).exists() and dest.joinpath(p.name).stat().st_size:
+                target = dest / p.name
+                if target.is_file() and target.stat().st_size:  # copied by an earlier build
                     continue
                 if start <= i < start + reads[split]:
-                    shutil.copy(p, dest / p.name)
+                    shutil.copy(p, target)
                 else:
-                    dest.joinpath(p.name).touch()  # listed, never read
+                    target.touch()  # listed, never read
     styles = OUT / "data" / "images" / "style"
     styles.mkdir(parents=True, exist_ok=True)
     for name in (s.train_style, s.test_style):
