@@ -334,9 +334,10 @@ def evaluation_row(out: Path, link: str) -> list[dict]:
     if not kept:
         return []
     finished = sum(v == "finished" for v in kept.values())
-    under_way = f", {len(kept) - finished} under way" if len(kept) > finished else ""
+    # counted in kept results (files), not tests: a test may keep several (its baselines', the optimizer's)
+    under_way = f", {len(kept) - finished} in part" if len(kept) > finished else ""
     stale = f" ({len(summary.other_code)} under other code, to recompute)" if summary.other_code else ""
-    what = f"evaluation: {finished} comparison{'' if finished == 1 else 's'} finished{under_way}{stale}"
+    what = f"evaluation: {finished} result{'' if finished == 1 else 's'} kept{under_way}{stale}"
     return [{"chapter": link, "meta-training": what,
              "epochs": "–", "optimizee steps": "–", "best validation loss": "–", "stages": "–",
              "hours": f"{summary.seconds / 3600:.1f}", "hours left": "–"}]

@@ -193,8 +193,8 @@ def test_progress_rows_show_how_far_an_unfinished_paper_run_has_got(tmp_path, on
     common.kept(chapter.eval_dir(tmp_path / "quadratic") / "base.pt", key, lambda: 1.0)
     common.Parts(chapter.eval_dir(tmp_path / "quadratic") / "long.pt", key)("tuning/SGD", lambda: 2.0)
     _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
-    assert evaluation["meta-training"] == "evaluation: 1 comparison finished, 1 under way"
+    assert evaluation["meta-training"] == "evaluation: 1 result kept, 1 in part"
     common.kept(chapter.eval_dir(tmp_path / "quadratic") / "old.pt", "0123456789abcdef.rest", lambda: 3.0)
     _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
-    assert evaluation["meta-training"] == ("evaluation: 2 comparisons finished, 1 under way (1 under other code, "
+    assert evaluation["meta-training"] == ("evaluation: 2 results kept, 1 in part (1 under other code, "
                                            "to recompute)")
