@@ -150,6 +150,7 @@ book.figure("general-meta-training", l2l.plots.plot_meta_training(shipped.histor
 comparisons = general.comparisons(s, trained, run_seeds, dev, out)
 finals = comparisons[general.ABLATIONS]()
 display(Markdown(to_markdown(general.ablation_table(finals, s))))
+display(Markdown(book.ablation_findings(finals)))
 
 # %% [markdown]
 # ## Networks it never saw

@@ -36,6 +36,21 @@ def test_ratio_ci_is_the_geometric_mean_of_paired_ratios():
     assert general.ratio_ci(b, b)[0] == 1.0
 
 
+
+def test_ablation_findings_sort_variants_by_their_interval_against_the_full_recipe():
+    from l2l.book import ablation_findings
+    g = torch.Generator().manual_seed(0)
+    full = torch.rand(20, generator=g) + 0.5
+    text = ablation_findings({"full": full, "no curriculum": full * 1.5, "paper inputs": full * 0.7,
+                              "no random scaling": full * (1 + 0.05 * torch.randn(20, generator=g)),
+                              general.GENERAL: full * 0.9})
+    helped, not_helped, even = text.split(". ")[1:4]
+    assert helped.startswith("Significantly above") and "*no curriculum* (1.5 [" in helped
+    assert not_helped.startswith("Significantly below") and "*paper inputs* (0.7 [" in not_helped
+    assert even.startswith("Not significantly") and "*no random scaling*" in even
+    assert text.endswith("larger budget: 0.9 [0.9, 0.9].") and "*general*" not in text
+    assert "below" not in ablation_findings({"full": full, "no curriculum": full * 2})  # only groups that occur
+
 def curves(n, final, noise=0.01, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.linspace(2.3, final, 11).expand(n, 11) + noise * torch.randn(n, 11, generator=g)
