@@ -317,3 +317,6 @@ def test_example_trains_an_nn_sequential_next_to_adam(tmp_path, monkeypatch, cap
     assert "learned" in out and "Adam" in out and "test accuracy" in out
     assert {n: len(c) for n, c in result["curves"].items()} == {"learned": 6, "Adam": 6}
     assert all(0.0 <= a <= 1.0 for a in result["test_accuracy"].values())
+    result = example.main(["--model", "cnn", "--steps", "2", "--every", "1", "--batch-size", "8",
+                           "--optimizer", str(path), "--device", "cpu"])  # the ReLU CNN: 1.2 M parameters
+    assert "ReLU CNN" in capsys.readouterr().out and {len(c) for c in result["curves"].values()} == {2}
