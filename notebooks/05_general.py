@@ -218,9 +218,30 @@ print(f"wrote {display_path(out)}/run.json, curves.safetensors and {len(trained.
 # %% [markdown]
 # ## What this shows
 #
-# The verdicts above are computed from this run alone, at the profile it printed. The ablation hints at which
-# techniques this optimizer needs at this budget; with one meta-training run per variant, only large differences
-# mean much. The tests say whether it is worth using instead of Adam on a network like the four here. Two cautions. First,
-# tuned Adam had its learning rate chosen for each test, and the general optimizer had no such help: matching it
-# is the harder target. Second, each step of the learned optimizer costs far more than Adam's (an LSTM of 20 units
-# per coordinate, `benchmarks/RESULTS.md`), so even where it wins per step it may lose per second.
+# The verdicts above are computed from this run alone, at the profile it printed. In the committed paper-profile
+# run they are mixed, and they fall short of the targets:
+#
+# - **It trains networks the paper's optimizer cannot.** Every test network, ReLU ones included, learns with it,
+#   where the MNIST optimizer of chapter 2 barely moves a ReLU network's loss.
+# - **It beats Adam at its default learning rate on the two MLP tests**, on both metrics and significantly,
+#   including the run five times longer than any in meta-training. **It loses to default Adam on both CNNs**:
+#   the ReLU CNN with dropout and chapter 3's CIFAR-10 CNN, on both metrics. The target "beat default Adam on
+#   every test" is not met.
+# - **It matches tuned Adam on none of the four**: its final loss is above tuned Adam's on every test, by more
+#   than the 10% margin (the verdicts table gives the ratios). On the summed loss it comes close to tuned Adam on
+#   the MLPs, that is, it gets low early, but it does not keep descending as fast.
+#
+# The ablation says less than hoped about the recipe, and one part of it plainly: with these inputs the
+# optimizer did better than with the paper's, but **the task mixture did not help at this budget**. The variant
+# meta-trained on the MNIST base task alone has a lower final loss than the full recipe overall, and on four of
+# the five validation configurations, one of the two CIFAR-10 ones included; and the shipped optimizer, the full recipe at 3.5 times the ablation
+# budget, is only slightly better than the full recipe at the ablation budget. Random scaling, the extra momentum
+# timescales and the curriculum made no difference that one meta-training run per variant can resolve. A recipe
+# chosen by this ablation (the MNIST base task, or a narrower mixture) was not meta-trained and tested here; that
+# is the next experiment, and it would have to be judged on fresh held-out tests, since these four have now been
+# seen.
+#
+# Two cautions. First, tuned Adam had its learning rate chosen for each test, and the general optimizer had no
+# such help: matching it is the harder target. Second, each step of the learned optimizer costs far more than
+# Adam's (an LSTM of 20 units per coordinate, `benchmarks/RESULTS.md`), so even where it wins per step it loses
+# per second on a CPU.

@@ -271,6 +271,32 @@ def test_every_shipped_optimizer_says_what_it_was_trained_on(name):
         assert lstm.describe() == chapter.make_optimizer().describe()
 
 
+def test_shipped_general_is_chapter_5s_optimizer_and_trains_a_relu_network():
+    from l2l.general import RNNpropOptimizer
+    lstm, meta = l2l.trained.load("general")
+    assert isinstance(lstm, RNNpropOptimizer) and meta["info"]["task"] == "general"
+    # the file chapter 5's committed paper run kept, byte for byte
+    assert l2l.trained.path("general").read_bytes() == (REPO / "results/general/general.safetensors").read_bytes()
+
+    def losses(name, steps=100):  # a small ReLU regression network, the same start for each optimizer
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 1))
+        x, y = torch.randn(64, 10), torch.randn(64, 1)
+        opt = l2l.LearnedOptimizer(model.parameters(), optimizer=name)
+        out = []
+        for _ in range(steps):
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            out.append(loss.item())
+        return out
+
+    general, mnist_ = losses("general"), losses("mnist")
+    assert general[-1] < 0.5 * general[0]  # it trains the ReLU network ...
+    assert mnist_[-1] > 0.8 * mnist_[0]  # ... where the paper's MNIST optimizer does not (its Figure 5)
+
+
 def test_unknown_names_and_mismatched_architectures_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"no trained optimizer named 'cifar'.*quadratic"):
         l2l.trained.load("cifar")
