@@ -25,10 +25,12 @@
 from IPython.display import Markdown, display
 
 from l2l.claims import to_markdown
-from l2l.paper import intro_rows, load_runs, tally_text
+from l2l.paper import beyond_text, chapter_link, intro_rows, load_runs, tally_text
 
 runs = load_runs()
 display(Markdown(tally_text(runs) + "\n\n" + to_markdown(intro_rows(runs, page="book/intro"))))
+if beyond_text(runs):
+    display(Markdown(f"Beyond the paper ({chapter_link('general', 'book/intro', 'chapter 5')}): {beyond_text(runs)}"))
 
 # %% [markdown]
 # A claim is *reproduced* when the LSTM's advantage over every tuned baseline (or, for the ReLU network, a

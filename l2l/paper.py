@@ -341,3 +341,38 @@ def evaluation_row(out: Path, link: str) -> list[dict]:
     return [{"chapter": link, "meta-training": what,
              "epochs": "–", "optimizee steps": "–", "best validation loss": "–", "stages": "–",
              "hours": f"{summary.seconds / 3600:.1f}", "hours left": "–"}]
+
+
+def beyond_rows(runs: dict[str, dict]) -> list[dict]:
+    """Chapter 5's verdicts on its held-out tests, from its run.json "targets": one row per test, the general
+    optimizer's advantage over Adam at 1e-3 (Adam's loss − its, paired 95% CI) and its final loss over tuned
+    Adam's. Empty when chapter 5 has no committed run."""
+    run = runs.get("general")
+    if not run or not run.get("targets"):
+        return []
+    rows = []
+    for t in run["targets"]:
+        ratio = t["final_over_tuned"]
+        rows.append({
+            "held-out test": t["test"],
+            "vs Adam 1e-3, final": difference(t["vs_default"]["final"]),
+            "vs Adam 1e-3, summed": difference(t["vs_default"]["summed"]),
+            "beats Adam 1e-3": ("yes, significant" if t["beats_default_significantly"] else
+                                "yes" if t["beats_default"] else "no"),
+            "final / tuned Adam's": f"{fmt(ratio['ratio'], 3)} [{fmt(ratio['ci_low'], 3)}, {fmt(ratio['ci_high'], 3)}]",
+            "matches tuned Adam": "yes" if t["matches_tuned"] else "no",
+        })
+    return rows
+
+
+def beyond_text(runs: dict[str, dict]) -> str:
+    """One sentence on chapter 5's targets, from its run.json; empty without a committed run."""
+    run = runs.get("general")
+    if not run or not run.get("targets"):
+        return ""
+    targets = run["targets"]
+    beaten = sum(t["beats_default"] for t in targets)
+    matched = sum(t["matches_tuned"] for t in targets)
+    return (f"On the {len(targets)} networks held out from its meta-training, the general optimizer beats Adam at its "
+            f"default learning rate on **{beaten}** (target: all) and matches tuned Adam on **{matched}** (target: at "
+            f"least one), at the `{run['profile']}` profile.")

@@ -198,3 +198,24 @@ def test_progress_rows_show_how_far_an_unfinished_paper_run_has_got(tmp_path, on
     _, evaluation = progress_rows({"quadratic": run_record("quick", [])}, root=tmp_path)
     assert evaluation["meta-training"] == ("evaluation: 2 results kept, 1 in part (1 under other code, "
                                            "to recompute)")
+
+
+def test_beyond_rows_read_chapter_5s_targets_from_its_run():
+    from l2l.paper import beyond_rows, beyond_text
+
+    def side(advantage):
+        return {"advantage": advantage, "ci_low": advantage - 0.01, "ci_high": advantage + 0.01, "statistic": "mean"}
+
+    def target(test, ahead, ratio):
+        return {"test": test, "beats_default": ahead, "beats_default_significantly": ahead,
+                "matches_tuned": ratio + 0.05 <= 1.1, "vs_default": {"final": side(0.02 if ahead else -0.02),
+                                                                    "summed": side(5.0 if ahead else -5.0)},
+                "final_over_tuned": {"ratio": ratio, "ci_low": ratio - 0.05, "ci_high": ratio + 0.05, "margin": 0.1}}
+
+    runs = {"general": {"profile": "quick", "targets": [target("MLP", True, 1.0), target("CNN", False, 1.5)]}}
+    rows = beyond_rows(runs)
+    assert [(r["held-out test"], r["beats Adam 1e-3"], r["matches tuned Adam"]) for r in rows] == [
+        ("MLP", "yes, significant", "yes"), ("CNN", "no", "no")]
+    assert rows[1]["vs Adam 1e-3, final"] == "−0.02 [−0.03, −0.01]"
+    assert "on **1** (target: all)" in beyond_text(runs) and "`quick`" in beyond_text(runs)
+    assert beyond_rows({}) == [] and beyond_text({"general": {"profile": "paper"}}) == ""
