@@ -376,3 +376,30 @@ def beyond_text(runs: dict[str, dict]) -> str:
     return (f"On the {len(targets)} networks held out from its meta-training, the general optimizer beats Adam at its "
             f"default learning rate on **{beaten}** (target: all) and matches tuned Adam on **{matched}** (target: at "
             f"least one), at the `{run['profile']}` profile.")
+
+
+def ablation_findings(finals: dict, full: str = "full", shipped: str = "general") -> str:
+    """What chapter 5's ablation table says, in words computed from it: each variant's final losses against the
+    full recipe's on the same networks (`experiments.general.ratio_ci`), sorted into significantly worse (the
+    technique switched off helped), significantly better (switching it off helped) and within the interval; then
+    the shipped optimizer's (the full recipe at its larger budget)."""
+    from .experiments.general import ratio_ci
+
+    def ratio(variant):
+        r, low, high = ratio_ci(finals[variant], finals[full])
+        return r, low, high, f"{r:.3g} [{low:.3g}, {high:.3g}]"
+
+    groups = {"worse": [], "better": [], "even": []}
+    for variant in finals:
+        if variant not in (full, shipped):
+            _, low, high, text = ratio(variant)
+            groups["worse" if low > 1 else "better" if high < 1 else "even"].append(f"*{variant}* ({text})")
+    said = {"worse": "significantly above the full recipe's, so what it switches off helped",
+            "better": "significantly below the full recipe's, so what it switches off did not help at this budget",
+            "even": "not significantly different from the full recipe's"}
+    text = ("Final loss relative to the full recipe on the same networks (geometric mean of the ratio, 95% "
+            "interval). " + " ".join(f"{said[k][0].upper()}{said[k][1:]}: {', '.join(v)}." for k, v in groups.items()
+                                     if v))
+    if shipped in finals:
+        text += f" The shipped optimizer, the full recipe at its larger budget: {ratio(shipped)[3]}."
+    return text

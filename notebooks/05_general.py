@@ -78,7 +78,7 @@ import torch
 from IPython.display import Markdown, display
 
 import l2l
-from l2l import book
+from l2l import book, paper
 from l2l.claims import to_markdown
 from l2l.device import describe_device, pick_device
 from l2l.experiments import chapter, general
@@ -150,7 +150,7 @@ book.figure("general-meta-training", l2l.plots.plot_meta_training(shipped.histor
 comparisons = general.comparisons(s, trained, run_seeds, dev, out)
 finals = comparisons[general.ABLATIONS]()
 display(Markdown(to_markdown(general.ablation_table(finals, s))))
-display(Markdown(book.ablation_findings(finals)))
+display(Markdown(paper.ablation_findings(finals)))
 
 # %% [markdown]
 # ## Networks it never saw

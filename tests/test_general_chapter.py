@@ -38,7 +38,7 @@ def test_ratio_ci_is_the_geometric_mean_of_paired_ratios():
 
 
 def test_ablation_findings_sort_variants_by_their_interval_against_the_full_recipe():
-    from l2l.book import ablation_findings
+    from l2l.paper import ablation_findings
     g = torch.Generator().manual_seed(0)
     full = torch.rand(20, generator=g) + 0.5
     text = ablation_findings({"full": full, "no curriculum": full * 1.5, "paper inputs": full * 0.7,
