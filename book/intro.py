@@ -29,8 +29,8 @@ from l2l.paper import beyond_text, chapter_link, intro_rows, load_runs, tally_te
 
 runs = load_runs()
 display(Markdown(tally_text(runs) + "\n\n" + to_markdown(intro_rows(runs, page="book/intro"))))
-if beyond_text(runs):
-    display(Markdown(f"Beyond the paper ({chapter_link('general', 'book/intro', 'chapter 5')}). {beyond_text(runs)}"))
+if beyond := beyond_text(runs):
+    display(Markdown(f"Beyond the paper ({chapter_link('general', 'book/intro', 'chapter 5')}). {beyond}"))
 
 # %% [markdown]
 # A claim is *reproduced* when the LSTM's advantage over every tuned baseline (or, for the ReLU network, a

@@ -62,8 +62,8 @@ display(Markdown(tally_text(runs) + "\n\n" + to_markdown(summary_rows(runs, page
 # %% tags=["remove-input"]
 from l2l.paper import beyond_rows, beyond_text
 
-display(Markdown(beyond_text(runs) + "\n\n" + to_markdown(beyond_rows(runs)) if beyond_rows(runs)
-                 else "Chapter 5 has no committed run yet."))
+beyond = beyond_rows(runs)
+display(Markdown(beyond_text(runs) + "\n\n" + to_markdown(beyond) if beyond else "Chapter 5 has no committed run yet."))
 
 # %% [markdown]
 # ## How each run was made

@@ -292,11 +292,13 @@ def run_rows(runs: dict[str, dict], page: str = "book/summary") -> list[dict]:
     order = list(CHAPTERS)
     for chapter, run in sorted(runs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         v = run.get("versions", {})
-        rows.append({"chapter": chapter_link(chapter, page) if chapter in CHAPTERS else chapter,
+        rows.append({"chapter": chapter_link(chapter, page) if chapter in {**CHAPTERS, **BEYOND} else chapter,
                      "profile / seed": f"{run['profile']} / {run['seed']}", "meta-training": scale(run),
                      "meta-training time": meta_training_time(run),
                      "notebook run": notebook_time(run), "device": run.get("device", ""),
-                     "data": display_path(run.get("data_source") or "synthetic"),
+                     # only chapter 1's data is synthetic; another run without a record must not claim it
+                     "data": display_path(run.get("data_source")
+                                          or ("synthetic" if chapter == "quadratic" else "not recorded")),
                      "versions": f"torch {v.get('torch', '?')}, l2l {v.get('l2l', '?')}",
                      "command": f"`{run['command']}`"})
     return rows
@@ -385,21 +387,20 @@ def ablation_findings(finals: dict, full: str = "full", shipped: str = "general"
     the shipped optimizer's (the full recipe at its larger budget)."""
     from .experiments.general import ratio_ci
 
-    def ratio(variant):
-        r, low, high = ratio_ci(finals[variant], finals[full])
-        return r, low, high, f"{r:.3g} [{low:.3g}, {high:.3g}]"
+    ratios = {v: ratio_ci(f, finals[full]) for v, f in finals.items() if v != full}
 
-    groups = {"worse": [], "better": [], "even": []}
-    for variant in finals:
-        if variant not in (full, shipped):
-            _, low, high, text = ratio(variant)
-            groups["worse" if low > 1 else "better" if high < 1 else "even"].append(f"*{variant}* ({text})")
-    said = {"worse": "significantly above the full recipe's, so what it switches off helped",
-            "better": "significantly below the full recipe's, so what it switches off did not help at this budget",
-            "even": "not significantly different from the full recipe's"}
-    text = ("Final loss relative to the full recipe on the same networks (geometric mean of the ratio, 95% "
-            "interval). " + " ".join(f"{said[k][0].upper()}{said[k][1:]}: {', '.join(v)}." for k, v in groups.items()
-                                     if v))
+    def text(variant):
+        return "{:.3g} [{:.3g}, {:.3g}]".format(*ratios[variant])
+
+    groups = {"Significantly above the full recipe's, so what it switches off helped": [],
+              "Significantly below the full recipe's, so what it switches off did not help at this budget": [],
+              "Not significantly different from the full recipe's": []}
+    worse, better, even = groups
+    for variant, (_, low, high) in ratios.items():
+        if variant != shipped:
+            groups[worse if low > 1 else better if high < 1 else even].append(f"*{variant}* ({text(variant)})")
+    out = ("Final loss relative to the full recipe on the same networks (geometric mean of the ratio, 95% interval). "
+           + " ".join(f"{said}: {', '.join(v)}." for said, v in groups.items() if v))
     if shipped in finals:
-        text += f" The shipped optimizer, the full recipe at its larger budget: {ratio(shipped)[3]}."
-    return text
+        out += f" The shipped optimizer, the full recipe at its larger budget: {text(shipped)}."
+    return out

@@ -207,7 +207,7 @@ record = record_run(
     device=describe_device(dev), started=started,
     curves={f"{test}/{name}": c for test, r in results.items() for name, c in r["curves"].items()},
     history=shipped.history, claims=None,
-    extra={"targets": verdicts, "tests": {test: {"tuned_adam_lr": r["rate"], "tuning_scores": r["scores"],
+    extra={"data_source": "MNIST and CIFAR-10 (torchvision's files)", "targets": verdicts, "tests": {test: {"tuned_adam_lr": r["rate"], "tuning_scores": r["scores"],
                                                  "summary": l2l.summarize(r["curves"]), "test_accuracy": r["accuracy"]}
                                           for test, r in results.items()},
            "ablations": {v: f.tolist() for v, f in finals.items()},
@@ -237,8 +237,8 @@ print(f"wrote {display_path(out)}/run.json, curves.safetensors and {len(trained.
 # The ablation says less than hoped about the recipe, and one part of it plainly: with these inputs the
 # optimizer did better than with the paper's, but **the task mixture did not help at this budget**. The variant
 # meta-trained on the MNIST base task alone has a lower final loss than the full recipe overall, and on four of
-# the five validation configurations, one of the two CIFAR-10 ones included; and the shipped optimizer, the full recipe at 3.5 times the ablation
-# budget, is only slightly better than the full recipe at the ablation budget. Random scaling, the extra momentum
+# the five validation configurations, one of the two CIFAR-10 ones included; and the shipped optimizer, the full
+# recipe at 3.5 times the ablation budget, is only slightly better than the full recipe at the ablation budget. Random scaling, the extra momentum
 # timescales and the curriculum made no difference that one meta-training run per variant can resolve. A recipe
 # chosen by this ablation (the MNIST base task, or a narrower mixture) was not meta-trained and tested here; that
 # is the next experiment, and it would have to be judged on fresh held-out tests, since these four have now been

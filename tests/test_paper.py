@@ -219,3 +219,11 @@ def test_beyond_rows_read_chapter_5s_targets_from_its_run():
     assert rows[1]["vs Adam 1e-3, final"] == "−0.02 [−0.03, −0.01]"
     assert "on **1** (target: all)" in beyond_text(runs) and "`quick`" in beyond_text(runs)
     assert beyond_rows({}) == [] and beyond_text({"general": {"profile": "paper"}}) == ""
+
+
+def test_run_rows_link_chapter_5_and_claim_synthetic_data_only_for_chapter_1():
+    from l2l.paper import run_rows
+    run = {"profile": "paper", "seed": 0, "wall_time_s": 60.0, "device": "cpu", "versions": {}, "command": "x"}
+    rows = {r["chapter"]: r["data"] for r in run_rows({"quadratic": run, "general": run})}
+    assert rows == {"[Ch. 1](../notebooks/01_quadratic.ipynb)": "synthetic",
+                    "[Ch. 5](../notebooks/05_general.ipynb)": "not recorded"}
