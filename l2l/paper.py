@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .claims import NOT_AT_SCALE, VERDICTS, best_row, verdict
 
 PAPER_BUDGET = 10**6  # optimizee steps of meta-training in the official code: 10,000 epochs x 100 steps
@@ -404,3 +406,48 @@ def ablation_findings(finals: dict, full: str = "full", shipped: str = "general"
     if shipped in finals:
         out += f" The shipped optimizer, the full recipe at its larger budget: {text(shipped)}."
     return out
+
+
+def lead_text(curves: dict, learned: str = "LSTM") -> str:
+    """Where in the run `learned` leads, in words computed from the mean test curves: the longest stretch of
+    steps over which its mean loss is the lowest of all optimizers, who leads after it, and how much each of the
+    two still gains over the run's second half. It is what tells a summed-loss verdict from a final-loss one.
+    curves: name -> losses [problems, steps + 1], step 0 the shared start; a diverged run (NaN or ∞) counts as
+    the worst loss, so it never leads."""
+    means = {n: torch.nan_to_num(c.double(), nan=math.inf).mean(0) for n, c in curves.items()}
+    names = list(means)
+    leader = torch.stack([means[n] for n in names]).argmin(0)[1:]  # step 0 is the same start for all
+    steps = len(leader)
+    ours = (leader == names.index(learned)).tolist() + [False]
+    best_len, best_start, start = 0, None, None
+    for t, lead in enumerate(ours):
+        if lead and start is None:
+            start = t
+        elif not lead and start is not None:
+            if t - start > best_len:
+                best_len, best_start = t - start, start
+            start = None
+    if best_start is None:
+        return f"The {learned}'s mean test loss is not the lowest of all optimizers at any of the {steps} steps."
+    first, last = best_start + 1, best_start + best_len  # steps are counted from 1
+    if best_len == steps:
+        return f"The {learned}'s mean test loss is the lowest of all optimizers at every one of the {steps} steps."
+    out = f"The {learned}'s mean test loss is the lowest of all optimizers from step {first} to step {last} of {steps}"
+    if last == steps:
+        return out + "."
+    after = names[leader[last].item()]
+    final = names[leader[-1].item()]
+    half = steps // 2
+
+    def change(name):  # how the mean loss moves over the second half of the run
+        m = means[name]
+        if not math.isfinite(m[-1].item() / m[half].item()):
+            return "is not finite"
+        fall = 1 - m[-1].item() / m[half].item()
+        return f"{'falls' if fall >= 0 else 'rises'} by {abs(100 * fall):.0f}%"
+
+    out += f"; from step {last + 1} {after}'s is lower"
+    if final != after:
+        out += f", and at the last step {final}'s is the lowest"
+    return (out + f". Over the second half of the run (steps {half}–{steps}) the {learned}'s mean loss "
+            f"{change(learned)} and {final}'s {change(final)}.")

@@ -227,3 +227,20 @@ def test_run_rows_link_chapter_5_and_claim_synthetic_data_only_for_chapter_1():
     rows = {r["chapter"]: r["data"] for r in run_rows({"quadratic": run, "general": run})}
     assert rows == {"[Ch. 1](../notebooks/01_quadratic.ipynb)": "synthetic",
                     "[Ch. 5](../notebooks/05_general.ipynb)": "not recorded"}
+
+
+def test_lead_text_finds_where_the_lstm_leads_and_who_overtakes_it():
+    from l2l.paper import lead_text
+    steps = torch.arange(9, dtype=torch.float64)
+    lstm = (10 - 8 * (steps >= 1)).expand(3, -1).clone()  # 2 from step 1 on, flat
+    adam = (10 - steps).expand(3, -1).clone()  # 9, 8, …, 2 at step 8: below the LSTM only at the last step
+    sgd = (10 - 0.5 * steps).expand(3, -1).clone()
+    text = lead_text({"LSTM": lstm, "Adam": adam - 1.5 * (steps >= 7), "SGD": sgd})
+    assert "from step 1 to step 6 of 8; from step 7 Adam's is lower" in text
+    assert "(steps 4–8) the LSTM's mean loss falls by 0% and Adam's falls by" in text
+    diverged = sgd.clone()
+    diverged[0, 2:] = float("nan")  # one diverged run: SGD's mean is the worst from then on
+    assert lead_text({"LSTM": lstm, "SGD": diverged}).endswith("at every one of the 8 steps.")
+    assert "not the lowest" in lead_text({"LSTM": lstm + 20, "SGD": sgd})
+    rising = lstm + 0.1 * steps * (steps >= 4)
+    assert "LSTM's mean loss rises by" in lead_text({"LSTM": rising, "Adam": adam})
