@@ -40,11 +40,16 @@ def style_for(name: str) -> dict:
     return {"color": color, "linestyle": "-" if learned else "--", "linewidth": 2.0 if learned else 1.4}
 
 
+BAND_FLOOR = 0.3  # the panel's bottom: no lower than this fraction of the lowest mean loss
+
+
 def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss", legend: bool = True):
     """Mean loss per step with its 95% band, one line per optimizer; returns the figure.
 
     A curve that diverges (its mean rises above 10x the highest starting loss, or is not finite) leaves the top
-    of the panel, so it does not squash the others, and the panel names it; its band is not drawn."""
+    of the panel, so it does not squash the others, and the panel names it; its band is not drawn. Likewise a band
+    whose lower edge nears 0 (a few noisy minibatch losses) leaves the bottom, which stays at `BAND_FLOOR` times the
+    lowest mean loss."""
     if ax is None:
         _, (ax,) = panels(1, height=3.2)
     means = {name: mean_and_band(c) for name, c in curves.items()}
@@ -62,6 +67,9 @@ def plot_curves(curves: dict, title: str = "", ax=None, ylabel: str = "loss", le
         ax.fill_between(steps, lo.clamp_min(mean.min().item() * 1e-3), hi, color=style["color"], alpha=0.15,
                         linewidth=0)
     ax.set_yscale("log")
+    lowest = min((m[m.isfinite()].min().item() for m, _, _ in means.values() if m.isfinite().any()), default=None)
+    if lowest is not None and lowest > 0 and ax.get_ylim()[0] < BAND_FLOOR * lowest:
+        ax.set_ylim(bottom=BAND_FLOOR * lowest)  # a band reaching towards 0 leaves the panel, not the curves squashed
     if diverged:
         ax.set_ylim(top=ceiling)
         ax.text(0.98, 0.97, "diverged: " + ", ".join(diverged), transform=ax.transAxes, ha="right", va="top",
