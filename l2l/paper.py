@@ -12,6 +12,7 @@ Used in: book/intro, book/summary and every chapter (through `record`).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -418,15 +419,13 @@ def lead_text(curves: dict, learned: str = "LSTM") -> str:
     names = list(means)
     leader = torch.stack([means[n] for n in names]).argmin(0)[1:]  # step 0 is the same start for all
     steps = len(leader)
-    ours = (leader == names.index(learned)).tolist() + [False]
-    best_len, best_start, start = 0, None, None
-    for t, lead in enumerate(ours):
-        if lead and start is None:
-            start = t
-        elif not lead and start is not None:
-            if t - start > best_len:
-                best_len, best_start = t - start, start
-            start = None
+    stretches, t = [], 0  # (length, first index) of each stretch of steps where `learned` leads
+    for leads, group in itertools.groupby((leader == names.index(learned)).tolist()):
+        length = len(list(group))
+        if leads:
+            stretches.append((length, t))
+        t += length
+    best_len, best_start = max(stretches, key=lambda s: s[0], default=(0, None))
     if best_start is None:
         return f"The {learned}'s mean test loss is not the lowest of all optimizers at any of the {steps} steps."
     first, last = best_start + 1, best_start + best_len  # steps are counted from 1
@@ -447,6 +446,8 @@ def lead_text(curves: dict, learned: str = "LSTM") -> str:
         return f"{'falls' if fall >= 0 else 'rises'} by {abs(100 * fall):.0f}%"
 
     out += f"; from step {last + 1} {after}'s is lower"
+    if final == learned:
+        return out + f", and at the last step the {learned}'s is the lowest again."
     if final != after:
         out += f", and at the last step {final}'s is the lowest"
     return (out + f". Over the second half of the run (steps {half}–{steps}) the {learned}'s mean loss "

@@ -244,3 +244,12 @@ def test_lead_text_finds_where_the_lstm_leads_and_who_overtakes_it():
     assert "not the lowest" in lead_text({"LSTM": lstm + 20, "SGD": sgd})
     rising = lstm + 0.1 * steps * (steps >= 4)
     assert "LSTM's mean loss rises by" in lead_text({"LSTM": rising, "Adam": adam})
+
+
+def test_lead_text_says_when_the_lstm_leads_again_at_the_end():
+    from l2l.paper import lead_text
+    lstm = torch.tensor([[10.0, 1, 1, 1, 1, 3, 3, 0.5]])  # leads at steps 1-4, loses 5-6, leads at step 7
+    adam = torch.tensor([[10.0, 2, 2, 2, 2, 2, 2, 2]])
+    text = lead_text({"LSTM": lstm, "Adam": adam})
+    assert text == ("The LSTM's mean test loss is the lowest of all optimizers from step 1 to step 4 of 7; from step 5 "
+                    "Adam's is lower, and at the last step the LSTM's is the lowest again.")
