@@ -439,10 +439,9 @@ def lead_text(curves: dict, learned: str = "LSTM") -> str:
     half = steps // 2
 
     def change(name):  # how the mean loss moves over the second half of the run
-        m = means[name]
-        if not math.isfinite(m[-1].item() / m[half].item()):
+        fall = 1 - (means[name][-1] / means[name][half]).item()  # tensors: a 0 or ∞ mean gives nan, not an error
+        if not math.isfinite(fall):
             return "is not finite"
-        fall = 1 - m[-1].item() / m[half].item()
         return f"{'falls' if fall >= 0 else 'rises'} by {abs(100 * fall):.0f}%"
 
     out += f"; from step {last + 1} {after}'s is lower"

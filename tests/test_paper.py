@@ -253,3 +253,11 @@ def test_lead_text_says_when_the_lstm_leads_again_at_the_end():
     text = lead_text({"LSTM": lstm, "Adam": adam})
     assert text == ("The LSTM's mean test loss is the lowest of all optimizers from step 1 to step 4 of 7; from step 5 "
                     "Adam's is lower, and at the last step the LSTM's is the lowest again.")
+
+
+def test_lead_text_survives_a_mean_loss_of_zero_at_mid_run():
+    from l2l.paper import lead_text
+    lstm = torch.tensor([[4.0, 1, 1, 1, 1]])
+    adam = torch.tensor([[4.0, 2, 0, 0, 0]])  # reaches 0 by the run's midpoint: its change is not finite
+    text = lead_text({"LSTM": lstm, "Adam": adam})
+    assert text.endswith("the LSTM's mean loss falls by 0% and Adam's is not finite.")
