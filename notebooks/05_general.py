@@ -207,9 +207,10 @@ record = record_run(
     device=describe_device(dev), started=started,
     curves={f"{test}/{name}": c for test, r in results.items() for name, c in r["curves"].items()},
     history=shipped.history, claims=None,
-    extra={"data_source": "MNIST and CIFAR-10 (torchvision's files)", "targets": verdicts, "tests": {test: {"tuned_adam_lr": r["rate"], "tuning_scores": r["scores"],
-                                                 "summary": l2l.summarize(r["curves"]), "test_accuracy": r["accuracy"]}
-                                          for test, r in results.items()},
+    extra={"data_source": "MNIST and CIFAR-10 (torchvision's files)", "targets": verdicts,
+           "tests": {test: {"tuned_adam_lr": r["rate"], "tuning_scores": r["scores"],
+                            "summary": l2l.summarize(r["curves"]), "test_accuracy": r["accuracy"]}
+                     for test, r in results.items()},
            "ablations": {v: f.tolist() for v, f in finals.items()},
            "meta_trainings": trained.record()})
 print(f"wrote {display_path(out)}/run.json, curves.safetensors and {len(trained.all)} checkpoints; "
